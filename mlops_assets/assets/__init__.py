@@ -1,0 +1,1 @@
+"""Software-defined assets: thin wiring from the pure modules to Dagster."""

@@ -1,0 +1,115 @@
+"""mlops-assets: the command line, thin over the library."""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from mlops_assets.settings import Settings
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from mlops_assets.runner import run_pipeline
+
+    print(f"mlops-assets: materializing the asset graph (MLOPS_HOME={settings.home}) ...", flush=True)
+    summary = run_pipeline(settings)
+    print(summary.render(), file=sys.stdout if summary.success else sys.stderr)
+    return 0 if summary.success else 1
+
+
+def _dev(args: argparse.Namespace, settings: Settings) -> int:
+    from mlops_assets.home import prepare_home
+
+    prepare_home(settings)
+    dagster = shutil.which("dagster") or str(Path(sys.executable).with_name("dagster"))
+    workspace = settings.project_dir / "workspace.yaml"
+    command = [dagster, "dev", "--host", args.host, "--port", str(args.port)]
+    if workspace.is_file():
+        command += ["--workspace", str(workspace)]
+    else:
+        command += ["--module-name", "mlops_assets.definitions"]
+    print(f"mlops-assets: Dagster UI on http://{args.host}:{args.port} (Ctrl-C stops)", flush=True)
+    os.execv(command[0], command)
+    return 0  # pragma: no cover - execv does not return
+
+
+def _status(args: argparse.Namespace, settings: Settings) -> int:
+    from mlops_assets.status import collect_status
+
+    state = collect_status(settings)
+    if args.json:
+        print(json.dumps(state, indent=2))
+        return 0
+    champion = state["champion"]
+    if champion:
+        metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(champion["metrics"].items()))
+        print(f"champion: {champion['model']} v{champion['version']} ({metrics})")
+    else:
+        print("champion: none yet (run `mlops-assets run`)")
+    for key, asset in state["assets"].items():
+        print(f"{key:18} {asset['last_materialized'] or 'never':34} {asset['data_version'] or ''}")
+    return 0
+
+
+def _schema_infer(args: argparse.Namespace, settings: Settings) -> int:
+    from mlops_assets.quality.schema import infer_schema
+    from mlops_assets.sources import UnreadableFileError, parse_table
+
+    path = Path(args.file)
+    try:
+        frame = parse_table(path, path.read_bytes())
+        dataset = infer_schema(frame, args.target, name=path.stem)
+    except (OSError, UnreadableFileError, ValueError) as exc:
+        print(f"mlops-assets: cannot infer a schema from {path}: {exc}", file=sys.stderr)
+        return 2
+    text = dataset.to_yaml()
+    if args.output:
+        Path(args.output).write_text(text)
+        print(f"wrote {args.output}: {len(dataset.features)} features, target '{dataset.target}'")
+    else:
+        print(text)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mlops-assets",
+        description="Data in, validated, trained, registered: Dagster assets and MLflow.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="materialize the whole asset graph headless")
+    run.set_defaults(handler=_run)
+
+    dev = commands.add_parser("dev", help="start the Dagster UI and daemon (dagster dev)")
+    dev.add_argument("--host", default=os.environ.get("MLOPS_HOST", "127.0.0.1"))
+    dev.add_argument("--port", type=int, default=int(os.environ.get("MLOPS_PORT", "3000")))
+    dev.set_defaults(handler=_dev)
+
+    status = commands.add_parser("status", help="the champion and the assets' last materializations")
+    status.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    status.set_defaults(handler=_status)
+
+    schema = commands.add_parser("schema", help="schemas for your own data")
+    schema_commands = schema.add_subparsers(dest="schema_command", required=True)
+    infer = schema_commands.add_parser("infer", help="infer a Pandera schema (YAML) from a file")
+    infer.add_argument("file")
+    infer.add_argument("--target", required=True, help="the label column")
+    infer.add_argument("-o", "--output", help="write the YAML here instead of printing it")
+    infer.set_defaults(handler=_schema_infer)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        return int(args.handler(args, settings))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

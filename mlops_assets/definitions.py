@@ -1,0 +1,61 @@
+"""The code location: assets, checks, resources and the job, assembled from Settings."""
+
+import dagster as dg
+
+from mlops_assets.assets.data import raw_dataset, validation
+from mlops_assets.assets.model import registered_model, trained_model
+from mlops_assets.resources.dataset import DatasetSource
+from mlops_assets.resources.io import LocalParquetIOManager
+from mlops_assets.resources.mlflow import ModelRegistry, mlflow_tracking
+from mlops_assets.settings import Settings
+
+PIPELINE_JOB = "mlops_pipeline"
+ASSET_KEYS = ("raw_dataset", "validated_dataset", "trained_model", "registered_model")
+
+pipeline_job = dg.define_asset_job(
+    PIPELINE_JOB,
+    selection=dg.AssetSelection.all(),
+    description="Landing files (or the demo data) to a registered, gated MLflow model.",
+)
+
+
+def build_resources(settings: Settings) -> dict[str, object]:
+    local_store = settings.tracking_uri.startswith("sqlite:")
+    return {
+        "io_manager": LocalParquetIOManager(base_dir=str(settings.storage_dir)),
+        "dataset": DatasetSource(
+            landing_dir=str(settings.landing_dir),
+            quarantine_dir=str(settings.quarantine_dir),
+            target=settings.target,
+            schema_path=str(settings.schema_path) if settings.schema_path else None,
+        ),
+        "registry": ModelRegistry(
+            tracking_uri=settings.tracking_uri,
+            model_name=settings.registered_model_name,
+            mlflow_ui_url=settings.mlflow_ui_url,
+        ),
+        "mlflow_tracking": mlflow_tracking.configured(
+            {
+                "experiment_name": settings.experiment_name,
+                "mlflow_tracking_uri": settings.tracking_uri,
+                "artifact_location": str(settings.artifacts_dir) if local_store else None,
+                "extra_tags": {"platform": "mlops-assets"},
+            }
+        ),
+    }
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    # A subprocess per step costs ~10 s of imports here; one process runs the whole graph.
+    executor = (
+        dg.multiprocess_executor if settings.executor == "multiprocess" else dg.in_process_executor
+    )
+    return dg.Definitions(
+        assets=[raw_dataset, validation, trained_model, registered_model],
+        jobs=[pipeline_job],
+        resources=build_resources(settings),
+        executor=executor,
+    )
+
+
+defs = build_definitions(Settings.from_env())

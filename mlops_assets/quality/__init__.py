@@ -1,0 +1,1 @@
+"""Pure data-quality logic: schemas and validation reports. No Dagster in here."""

@@ -1,0 +1,146 @@
+"""The dataset schema: a Pandera schema plus the name of the label column.
+
+The demo data has a built-in schema; a user's data gets one from `MLOPS_SCHEMA` (YAML written by
+`mlops-assets schema infer`). Rules Pandera cannot serialise to YAML (finiteness) are added on
+load, so every numeric column refuses +/-inf whatever the YAML says.
+"""
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+
+FINITE = "finite"
+RANGE_MARGIN = 0.1
+MAX_CATEGORIES = 50
+
+
+@dataclass(frozen=True)
+class DatasetSchema:
+    name: str
+    schema: pa.DataFrameSchema
+    target: str
+
+    @property
+    def features(self) -> list[str]:
+        return [c for c in self.schema.columns if c != self.target]
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.to_yaml().encode()).hexdigest()[:16]
+
+    def to_yaml(self) -> str:
+        return str(self.schema.to_yaml())
+
+    def numeric_columns(self) -> list[str]:
+        return [c for c, col in self.schema.columns.items() if _is_numeric(col)]
+
+
+def _is_numeric(column: pa.Column) -> bool:
+    dtype = column.dtype
+    if dtype is None:
+        return False
+    try:
+        return bool(pd.api.types.is_numeric_dtype(np.dtype(str(dtype))))
+    except TypeError:
+        return str(dtype) in {"Int64", "Int32", "Float64", "Float32"}
+
+
+def _finite_check() -> pa.Check:
+    return pa.Check(
+        lambda s: pd.Series(np.isfinite(s.to_numpy(dtype="float64", na_value=np.nan)), index=s.index),
+        name=FINITE,
+        ignore_na=True,
+        error="value must be finite (not +inf or -inf)",
+    )
+
+
+def with_platform_rules(schema: pa.DataFrameSchema) -> pa.DataFrameSchema:
+    """Coerce dtypes, and make every numeric column refuse infinities."""
+    columns = {}
+    for name, column in schema.columns.items():
+        checks = list(column.checks)
+        if _is_numeric(column) and not any(c.name == FINITE for c in checks):
+            checks.append(_finite_check())
+        columns[name] = column.set_checks(checks)
+    return pa.DataFrameSchema(
+        columns,
+        checks=schema.checks,
+        coerce=True,
+        strict=schema.strict if schema.strict is not None else True,
+        name=schema.name,
+        metadata=schema.metadata,
+    )
+
+
+def demo_schema() -> DatasetSchema:
+    """The breast cancer Wisconsin data: 30 non-negative measurements and a 0/1 diagnosis."""
+    from sklearn.datasets import load_breast_cancer
+
+    features = load_breast_cancer().feature_names
+    columns = {
+        str(name): pa.Column(float, checks=[pa.Check.ge(0)], nullable=False, title=str(name))
+        for name in features
+    }
+    columns["target"] = pa.Column(
+        int,
+        checks=[pa.Check.isin([0, 1])],
+        nullable=False,
+        description="0 = malignant, 1 = benign",
+    )
+    schema = pa.DataFrameSchema(
+        columns, strict=True, name="breast_cancer", metadata={"target": "target"}
+    )
+    return DatasetSchema("breast_cancer", with_platform_rules(schema), "target")
+
+
+def load_schema(path: Path, target: str | None = None) -> DatasetSchema:
+    """A user's YAML schema; the target comes from its metadata, else from `target`."""
+    if not path.is_file():
+        raise FileNotFoundError(f"MLOPS_SCHEMA points at {path}, which does not exist")
+    schema = pa.DataFrameSchema.from_yaml(path.read_text())
+    recorded = (schema.metadata or {}).get("target")
+    chosen = recorded or target
+    if not chosen:
+        raise ValueError(f"{path.name}: no target column: set metadata.target or MLOPS_TARGET")
+    if chosen not in schema.columns:
+        raise ValueError(f"{path.name}: target column '{chosen}' is not among the schema's columns")
+    return DatasetSchema(schema.name or path.stem, with_platform_rules(schema), chosen)
+
+
+def infer_schema(frame: pd.DataFrame, target: str, name: str) -> DatasetSchema:
+    """Pandera's inference, tightened: nullability from the data, ranges with a margin,
+    categories for text columns with few distinct values."""
+    if target not in frame.columns:
+        raise ValueError(f"target column '{target}' is not in the data: {list(frame.columns)}")
+    inferred = pa.infer_schema(frame)
+    columns = {}
+    for col_name, column in inferred.columns.items():
+        series = frame[col_name]
+        checks: list[pa.Check] = []
+        if col_name == target:
+            # A label outside the classes seen at inference is a new class: refuse it loudly.
+            checks.append(pa.Check.isin(sorted(series.dropna().unique().tolist())))
+        elif pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+            finite = series[np.isfinite(series.astype("float64"))]
+            if len(finite):
+                low, high = float(finite.min()), float(finite.max())
+                margin = (high - low) * RANGE_MARGIN or abs(high) * RANGE_MARGIN or 1.0
+                lower = low - margin
+                if low >= 0 and lower < 0:
+                    lower = 0.0  # a quantity that was never negative stays non-negative
+                checks.append(pa.Check.in_range(lower, high + margin))
+        elif series.dtype == object or isinstance(series.dtype, pd.StringDtype):
+            values = series.dropna().astype(str).unique().tolist()
+            if len(values) <= MAX_CATEGORIES:
+                checks.append(pa.Check.isin(sorted(values)))
+        nullable = bool(series.isna().any()) and col_name != target
+        dtype = column.dtype
+        if pd.api.types.is_integer_dtype(series) and nullable:
+            dtype = "Int64"
+        columns[col_name] = pa.Column(dtype, checks=checks, nullable=nullable)
+    schema = pa.DataFrameSchema(columns, strict=True, name=name, metadata={"target": target})
+    return DatasetSchema(name, schema, target)

@@ -1,0 +1,1 @@
+"""Dagster resources: storage for asset values, MLflow tracking and the model registry."""

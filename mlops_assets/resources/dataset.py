@@ -1,0 +1,40 @@
+"""Where the data comes from and which schema guards it."""
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+
+class DatasetSource(dg.ConfigurableResource):
+    """The landing folder, the quarantine folder, the schema and the label column."""
+
+    landing_dir: str
+    quarantine_dir: str
+    target: str = "target"
+    schema_path: str | None = None
+
+    def read(self) -> Any:
+        from mlops_assets.sources import read_raw
+
+        return read_raw(Path(self.landing_dir))
+
+    def schema(self) -> Any:
+        from mlops_assets.quality.schema import demo_schema, load_schema
+
+        if self.schema_path:
+            return load_schema(Path(self.schema_path), self.target)
+        return demo_schema()
+
+    def quarantine_file(self, path: Path, reason: str) -> Path:
+        """Move an unreadable file out of the landing folder, with its reason beside it.
+        The user's file is moved, never deleted."""
+        folder = Path(self.quarantine_dir) / "files"
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        target = folder / f"{stamp}-{path.name}"
+        shutil.move(str(path), target)
+        target.with_name(target.name + ".reason.txt").write_text(f"{path}\n{reason}\n")
+        return target

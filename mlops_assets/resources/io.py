@@ -1,0 +1,83 @@
+"""Asset values on disk: DataFrames as Parquet, records as JSON, never pickles.
+
+Writes go to a temporary file renamed into place, so a crashed run never leaves a half-written
+value for downstream to read, and a failed materialization leaves the previous value as it was.
+"""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+_ATTRS_KEY = b"mlops_assets.attrs"
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_frame(path: Path, frame: Any) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    # DataFrame.attrs carry per-file column lists that validation needs; keep them explicitly.
+    metadata = dict(table.schema.metadata or {})
+    metadata[_ATTRS_KEY] = json.dumps(frame.attrs, default=str).encode()
+    _atomic_write(path, lambda tmp: pq.write_table(table.replace_schema_metadata(metadata), tmp))
+
+
+def read_frame(path: Path) -> Any:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    frame = table.to_pandas()
+    raw = (table.schema.metadata or {}).get(_ATTRS_KEY)
+    frame.attrs = json.loads(raw) if raw else {}
+    return frame
+
+
+class LocalParquetIOManager(dg.ConfigurableIOManager):
+    """Stores each asset under `base_dir/<asset key>.parquet` (DataFrames) or `.json`."""
+
+    base_dir: str
+
+    def _path(self, context: dg.OutputContext | dg.InputContext, suffix: str) -> Path:
+        return Path(self.base_dir, *context.asset_key.path).with_suffix(suffix)
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        import pandas as pd
+
+        if obj is None:
+            return
+        if isinstance(obj, pd.DataFrame):
+            path = self._path(context, ".parquet")
+            write_frame(path, obj)
+        else:
+            path = self._path(context, ".json")
+            payload = json.dumps(obj, indent=2, default=str)
+            _atomic_write(path, lambda tmp: Path(tmp).write_text(payload))
+        context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        parquet = self._path(context, ".parquet")
+        if parquet.exists():
+            return read_frame(parquet)
+        stored = self._path(context, ".json")
+        if stored.exists():
+            return json.loads(stored.read_text())
+        raise FileNotFoundError(
+            f"no stored value for asset {context.asset_key.to_user_string()} under "
+            f"{self.base_dir}: materialize it first"
+        )

@@ -1,0 +1,163 @@
+"""MLflow for the platform: tracking through dagster-mlflow, the registry through a typed resource.
+
+dagster-mlflow's `mlflow_tracking` gives one MLflow run per Dagster run, tagged with the Dagster
+run id, which is what the assets want. It falls short in three ways, handled here:
+- it calls `mlflow.set_experiment`, which on a SQLite store puts artifacts in `./mlruns` of
+  whatever folder the process started in; the experiment is created first, with its artifacts
+  under MLOPS_HOME;
+- it imports mlflow at import time (about 5 s here); the import happens when a run needs it, so
+  the code location and the CLI load fast;
+- it has no registry API and no typed configuration, hence `ModelRegistry`.
+"""
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import yaml
+
+from mlops_assets.training.pipeline import SKOPS_TRUSTED_TYPES
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+def configure_mlflow_environment() -> None:
+    # MLflow 3.17 treats a folder with uv.lock as a uv project and copies the lock into every
+    # model; the platform passes exact pip requirements instead.
+    os.environ.setdefault("MLFLOW_UV_AUTO_DETECT", "false")
+    os.environ.setdefault("MLFLOW_LOG_UV_FILES", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_LOGGED_MODEL_CREATION_CHECK", "false")
+
+
+def ensure_experiment(tracking_uri: str, name: str, artifact_location: str | None) -> str:
+    """Create the experiment with its artifact location before anything else can create it."""
+    from mlflow.tracking import MlflowClient
+
+    configure_mlflow_environment()
+    client = MlflowClient(tracking_uri=tracking_uri)
+    existing = client.get_experiment_by_name(name)
+    if existing is not None:
+        return str(existing.experiment_id)
+    if artifact_location:
+        Path(artifact_location).mkdir(parents=True, exist_ok=True)
+        artifact_location = Path(artifact_location).resolve().as_uri()
+    return str(client.create_experiment(name, artifact_location=artifact_location))
+
+
+@dg.resource(
+    config_schema={
+        "experiment_name": dg.Field(str, description="MLflow experiment name."),
+        "mlflow_tracking_uri": dg.Field(str, description="MLflow tracking URI."),
+        "artifact_location": dg.Field(
+            dg.Noneable(str), default_value=None, is_required=False,
+            description="Local folder for the experiment's artifacts (SQLite stores only).",
+        ),
+        "extra_tags": dg.Field(dg.Permissive(), is_required=False),
+    },
+    description="dagster-mlflow's mlflow_tracking, with the experiment created up front.",
+)
+def mlflow_tracking(init_context: dg.InitResourceContext) -> Iterator[Any]:
+    from dagster_mlflow import mlflow_tracking as upstream
+
+    config = init_context.resource_config
+    ensure_experiment(
+        config["mlflow_tracking_uri"], config["experiment_name"], config.get("artifact_location")
+    )
+    yield from upstream.resource_fn(init_context)
+
+
+@contextmanager
+def dagster_mlflow_run(mlf: Any) -> Iterator[Any]:
+    """Make this Dagster run's MLflow run the active one for an asset body, and end it after.
+
+    dagster-mlflow ends its run only through a hook for op jobs; with assets the run would stay
+    active in the process and the next Dagster run in the same process would log into it."""
+    import mlflow
+
+    active = mlflow.active_run()
+    if active is None or active.info.run_id != mlf.mlflow_run_id:
+        if active is not None:
+            mlflow.end_run()
+        mlflow.start_run(run_id=mlf.mlflow_run_id)
+    try:
+        yield mlflow.active_run()
+    except BaseException:
+        mlflow.end_run(status="FAILED")
+        raise
+    mlflow.end_run()
+
+
+class ModelRegistry(dg.ConfigurableResource):
+    """The MLflow model registry: versions, aliases, and loading models safely."""
+
+    tracking_uri: str
+    model_name: str
+    mlflow_ui_url: str = "http://127.0.0.1:5000"
+
+    def client(self) -> Any:
+        from mlflow.tracking import MlflowClient
+
+        configure_mlflow_environment()
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    def version_for_alias(self, alias: str) -> Any | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client().get_model_version_by_alias(self.model_name, alias)
+        except MlflowException:
+            return None
+
+    def register(self, source: str, run_id: str, model_id: str | None, tags: dict[str, str]) -> Any:
+        from mlflow.exceptions import MlflowException
+
+        client = self.client()
+        try:
+            client.create_registered_model(self.model_name)
+        except MlflowException as exc:
+            if "already exists" not in str(exc).lower() and "RESOURCE_ALREADY_EXISTS" not in str(
+                exc
+            ):
+                raise
+        return client.create_model_version(
+            self.model_name, source=source, run_id=run_id, tags=tags, model_id=model_id
+        )
+
+    def set_alias(self, alias: str, version: int) -> None:
+        self.client().set_registered_model_alias(self.model_name, alias, str(version))
+
+    def tag_version(self, version: int, tags: dict[str, str]) -> None:
+        client = self.client()
+        for key, value in tags.items():
+            client.set_model_version_tag(self.model_name, str(version), key, value)
+
+    def load_model(self, version: int) -> Any:
+        """Load a registered sklearn model from its skops file with our own trusted-types list;
+        the list the artifact carries about itself is not trusted, and no pickle path exists."""
+        import skops.io
+        from mlflow.artifacts import download_artifacts
+
+        uri = f"models:/{self.model_name}/{version}"
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(
+                download_artifacts(artifact_uri=uri, dst_path=tmp, tracking_uri=self.tracking_uri)
+            )
+            spec = yaml.safe_load((local / "MLmodel").read_text())
+            flavor = spec.get("flavors", {}).get("sklearn", {})
+            if flavor.get("serialization_format") != "skops":
+                raise ValueError(
+                    f"{self.model_name} v{version} is not stored as skops "
+                    f"({flavor.get('serialization_format')!r}); refusing to unpickle it"
+                )
+            return skops.io.load(local / flavor["pickled_model"], trusted=SKOPS_TRUSTED_TYPES)
+
+    def run_url(self, experiment_id: str, run_id: str) -> str:
+        return f"{self.mlflow_ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
+
+    def version_url(self, version: int) -> str:
+        return f"{self.mlflow_ui_url}/#/models/{self.model_name}/versions/{version}"

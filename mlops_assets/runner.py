@@ -1,0 +1,102 @@
+"""`mlops-assets run`: materialize the whole graph headless and summarise what happened."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+
+from mlops_assets.home import prepare_home
+from mlops_assets.settings import Settings
+
+
+@dataclass
+class RunSummary:
+    success: bool
+    run_id: str
+    rows_read: int | None = None
+    rows_validated: int | None = None
+    rows_quarantined: int | None = None
+    metric: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    model: str | None = None
+    version: int | None = None
+    champion: bool | None = None
+    reason: str | None = None
+    errors: list[str] = field(default_factory=list)
+
+    def render(self) -> str:
+        if not self.success:
+            lines = [f"mlops-assets: run {self.run_id} FAILED"]
+            lines += [f"  {line}" for error in self.errors for line in error.splitlines()]
+            if self.rows_read is not None:
+                lines.append(f"  rows read: {self.rows_read}")
+            lines.append("  The previous validated data and the current champion are unchanged.")
+            return "\n".join(lines)
+        metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(self.metrics.items()))
+        status = "became champion" if self.champion else "did not become champion"
+        return "\n".join(
+            [
+                f"mlops-assets: run {self.run_id} succeeded",
+                f"  rows read {self.rows_read}, validated {self.rows_validated}, "
+                f"quarantined {self.rows_quarantined}",
+                f"  best model ({self.metric}): {metrics}",
+                f"  registered {self.model} v{self.version}: {status}",
+                f"  gate: {self.reason}",
+            ]
+        )
+
+
+def _metadata(result: dg.ExecuteInProcessResult, node: str, key: str, asset: str) -> Any:
+    for materialization in result.asset_materializations_for_node(node):
+        if materialization.asset_key.path[-1] == asset and key in materialization.metadata:
+            return materialization.metadata[key].value
+    return None
+
+
+def _failures(result: dg.ExecuteInProcessResult) -> list[str]:
+    messages = []
+    for event in result.all_events:
+        if event.event_type_value != "STEP_FAILURE":
+            continue
+        data = event.step_failure_data
+        user = data.user_failure_data if data else None
+        if user is not None and user.description:
+            messages.append(f"{event.step_key}: {user.description}")
+        elif data is not None and data.error is not None:
+            messages.append(f"{event.step_key}: {data.error.message.strip()}")
+    return messages or ["the run failed; see the Dagster UI for the event log"]
+
+
+def summarize(result: dg.ExecuteInProcessResult) -> RunSummary:
+    summary = RunSummary(success=result.success, run_id=result.run_id)
+    summary.rows_read = _metadata(result, "raw_dataset", "dagster/row_count", "raw_dataset")
+    if not result.success:
+        summary.errors = _failures(result)
+        return summary
+    summary.rows_validated = _metadata(
+        result, "validation", "dagster/row_count", "validated_dataset"
+    )
+    summary.rows_quarantined = _metadata(
+        result, "validation", "rows_quarantined", "validated_dataset"
+    )
+    trained = result.output_for_node("trained_model")
+    registered = result.output_for_node("registered_model")
+    summary.metric = trained["metric"]
+    summary.metrics = trained["holdout_metrics"]
+    summary.model = registered["name"]
+    summary.version = registered["version"]
+    summary.champion = registered["champion"]
+    summary.reason = registered["reason"]
+    return summary
+
+
+def run_pipeline(settings: Settings, run_config: dict[str, Any] | None = None) -> RunSummary:
+    prepare_home(settings)
+    from mlops_assets.definitions import PIPELINE_JOB, build_definitions
+
+    job = build_definitions(settings).get_job_def(PIPELINE_JOB)
+    with dg.DagsterInstance.get() as instance:
+        result = job.execute_in_process(
+            instance=instance, run_config=run_config or {}, raise_on_error=False
+        )
+    return summarize(result)

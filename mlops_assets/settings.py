@@ -1,0 +1,91 @@
+"""The MLOPS_* environment, read once into one typed object.
+
+Everything else takes a `Settings` instead of reading `os.environ`, so tests can build a whole
+platform against temporary folders without touching the process environment.
+"""
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+DEFAULT_TARGET = "target"
+DEMO_MODEL_NAME = "breast_cancer_classifier"
+
+
+@dataclass(frozen=True)
+class Settings:
+    project_dir: Path
+    home: Path
+    landing_dir: Path
+    dagster_home: Path
+    tracking_uri: str
+    artifacts_dir: Path
+    experiment_name: str = "mlops-assets"
+    model_name: str | None = None
+    target: str = DEFAULT_TARGET
+    schema_path: Path | None = None
+    executor: str = "in_process"
+    mlflow_ui_url: str = "http://127.0.0.1:5000"
+    dagster_ui_url: str = "http://127.0.0.1:3000"
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def storage_dir(self) -> Path:
+        """Where the IO manager keeps asset values (Parquet and JSON)."""
+        return self.home / "storage"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.home / "quarantine"
+
+    @property
+    def registered_model_name(self) -> str:
+        if self.model_name:
+            return self.model_name
+        if self.schema_path is not None:
+            return f"{self.schema_path.stem}_classifier"
+        return DEMO_MODEL_NAME
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, project_dir: Path | None = None
+    ) -> "Settings":
+        env = os.environ if environ is None else environ
+        project = Path(env.get("MLOPS_PROJECT_DIR") or project_dir or Path.cwd()).resolve()
+
+        def path(name: str, default: Path) -> Path:
+            value = env.get(name)
+            return (project / value).resolve() if value else default
+
+        home = path("MLOPS_HOME", project / ".mlops")
+        schema = env.get("MLOPS_SCHEMA")
+        return cls(
+            project_dir=project,
+            home=home,
+            landing_dir=path("MLOPS_LANDING_DIR", project / "data" / "landing"),
+            # An explicit DAGSTER_HOME or MLFLOW_TRACKING_URI wins over MLOPS_HOME.
+            dagster_home=path("DAGSTER_HOME", home / "dagster"),
+            tracking_uri=env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}",
+            artifacts_dir=path("MLOPS_ARTIFACTS_DIR", home / "mlartifacts"),
+            experiment_name=env.get("MLOPS_EXPERIMENT", "mlops-assets"),
+            model_name=env.get("MLOPS_MODEL_NAME") or None,
+            target=env.get("MLOPS_TARGET") or DEFAULT_TARGET,
+            schema_path=(project / schema).resolve() if schema else None,
+            executor=env.get("MLOPS_EXECUTOR", "in_process"),
+            mlflow_ui_url=env.get("MLOPS_MLFLOW_UI_URL", "http://127.0.0.1:5000").rstrip("/"),
+            dagster_ui_url=env.get("MLOPS_DAGSTER_UI_URL", "http://127.0.0.1:3000").rstrip("/"),
+        )
+
+    def tracking_uri_has_store(self) -> bool:
+        """False when a local SQLite store was never created: nothing to read, nothing to create."""
+        if self.tracking_uri.startswith("sqlite:///"):
+            return Path(self.tracking_uri.removeprefix("sqlite:///")).exists()
+        return True
+
+    def with_overrides(self, **changes: object) -> "Settings":
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def ensure_dirs(self) -> None:
+        for folder in (self.home, self.landing_dir, self.dagster_home, self.artifacts_dir):
+            folder.mkdir(parents=True, exist_ok=True)

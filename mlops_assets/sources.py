@@ -1,0 +1,165 @@
+"""Where raw data comes from: the files in the landing folder, or the bundled demo dataset.
+
+Pure functions: read bytes once, fingerprint them, parse them, tag every row with where it came
+from. The Dagster layer decides what to do with the result.
+"""
+
+import hashlib
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+SOURCE_FILE = "_source_file"
+SOURCE_ROW = "_source_row"
+LINEAGE_COLUMNS = (SOURCE_FILE, SOURCE_ROW)
+SUPPORTED_SUFFIXES = (".csv", ".parquet", ".pq")
+DEMO_SOURCE = "sklearn:load_breast_cancer"
+
+
+class UnreadableFileError(ValueError):
+    """A landing file that cannot be parsed as the table its name promises."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path.name}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    name: str
+    size: int
+    sha256: str
+    rows: int
+    columns: tuple[str, ...]
+
+
+@dataclass
+class RawData:
+    frame: pd.DataFrame
+    sources: list[SourceFile]
+    fingerprint: str
+    unreadable: list[UnreadableFileError] = field(default_factory=list)
+
+    @property
+    def is_demo(self) -> bool:
+        return [s.name for s in self.sources] == [DEMO_SOURCE]
+
+
+def landing_files(landing_dir: Path) -> list[Path]:
+    """Supported files, sorted so the row order and fingerprint do not depend on the filesystem."""
+    if not landing_dir.is_dir():
+        return []
+    return sorted(
+        p
+        for p in landing_dir.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in SUPPORTED_SUFFIXES
+    )
+
+
+def parse_table(path: Path, payload: bytes) -> pd.DataFrame:
+    """Parse one file's bytes; every way it can fail becomes an UnreadableFileError."""
+    if not payload:
+        raise UnreadableFileError(path, "the file is empty (0 bytes)")
+    if path.suffix.lower() in (".parquet", ".pq"):
+        try:
+            return pd.read_parquet(io.BytesIO(payload))
+        except Exception as exc:
+            raise UnreadableFileError(path, f"not a readable Parquet file ({exc})") from exc
+    if payload.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise UnreadableFileError(path, "encoded as UTF-16; save it as UTF-8")
+    if b"\x00" in payload[:4096]:
+        raise UnreadableFileError(path, "contains NUL bytes: a binary file, not CSV text")
+    try:
+        text = payload.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UnreadableFileError(
+            path,
+            f"not valid UTF-8 (byte 0x{payload[exc.start]:02x} at offset {exc.start}); "
+            "save it as UTF-8",
+        ) from exc
+    try:
+        frame = pd.read_csv(io.StringIO(text))
+    except pd.errors.EmptyDataError as exc:
+        raise UnreadableFileError(path, "no header row: the file holds no columns") from exc
+    except pd.errors.ParserError as exc:
+        raise UnreadableFileError(path, f"malformed CSV ({exc})") from exc
+    if frame.empty:
+        raise UnreadableFileError(path, "header only: the file holds no data rows")
+    return frame
+
+
+def fingerprint(parts: list[tuple[str, str]]) -> str:
+    """One hash over (name, content hash) pairs: renaming or editing any input changes it."""
+    digest = hashlib.sha256()
+    for name, content in sorted(parts):
+        digest.update(f"{name}\0{content}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def _tag(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    frame = frame.copy()
+    frame[SOURCE_FILE] = source
+    # 1-based line in the file, counting the header as line 1, so users can open the file there.
+    frame[SOURCE_ROW] = range(2, len(frame) + 2)
+    return frame
+
+
+def read_landing(landing_dir: Path) -> RawData | None:
+    """Read every landing file on its own. None when the folder holds no supported files."""
+    paths = landing_files(landing_dir)
+    if not paths:
+        return None
+    frames, sources, unreadable = [], [], []
+    parts: list[tuple[str, str]] = []
+    for path in paths:
+        payload = path.read_bytes()
+        content_hash = hashlib.sha256(payload).hexdigest()
+        try:
+            frame = parse_table(path, payload)
+        except UnreadableFileError as err:
+            unreadable.append(err)
+            continue
+        parts.append((path.name, content_hash))
+        sources.append(
+            SourceFile(
+                name=path.name,
+                size=len(payload),
+                sha256=content_hash,
+                rows=len(frame),
+                columns=tuple(str(c) for c in frame.columns),
+            )
+        )
+        frames.append(_tag(frame, path.name))
+    combined = pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame()
+    # Concatenation turns a column missing from one file into NaNs; keep each file's own
+    # columns so validation can tell "missing" from "empty".
+    combined.attrs["source_columns"] = {s.name: list(s.columns) for s in sources}
+    return RawData(combined, sources, fingerprint(parts), unreadable)
+
+
+def read_demo() -> RawData:
+    """scikit-learn's bundled breast cancer Wisconsin data: ships with the package, no download."""
+    import sklearn
+    from sklearn.datasets import load_breast_cancer
+
+    frame = load_breast_cancer(as_frame=True).frame
+    content = hashlib.sha256(pd.util.hash_pandas_object(frame, index=True).values.tobytes())
+    source = SourceFile(
+        name=DEMO_SOURCE,
+        size=int(frame.memory_usage(deep=True).sum()),
+        sha256=content.hexdigest(),
+        rows=len(frame),
+        columns=tuple(str(c) for c in frame.columns),
+    )
+    tagged = _tag(frame, DEMO_SOURCE)
+    tagged.attrs["source_columns"] = {DEMO_SOURCE: list(source.columns)}
+    return RawData(
+        tagged, [source], fingerprint([(f"{DEMO_SOURCE}@{sklearn.__version__}", source.sha256)])
+    )
+
+
+def read_raw(landing_dir: Path) -> RawData:
+    return read_landing(landing_dir) or read_demo()

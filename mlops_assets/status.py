@@ -1,0 +1,55 @@
+"""`mlops-assets status`: the champion and the state of the four assets, as JSON-able data."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from mlops_assets.home import prepare_home
+from mlops_assets.settings import Settings
+
+
+def asset_states(instance: Any, keys: tuple[str, ...]) -> dict[str, dict[str, str | None]]:
+    import dagster as dg
+
+    states: dict[str, dict[str, str | None]] = {}
+    for key in keys:
+        event = instance.get_latest_materialization_event(dg.AssetKey(key))
+        if event is None:
+            states[key] = {"last_materialized": None, "data_version": None}
+            continue
+        materialization = event.asset_materialization
+        tags = (materialization.tags or {}) if materialization else {}
+        states[key] = {
+            "last_materialized": datetime.fromtimestamp(event.timestamp, UTC).isoformat(),
+            "data_version": tags.get("dagster/data_version"),
+        }
+    return states
+
+
+def champion_state(settings: Settings) -> dict[str, Any] | None:
+    from mlops_assets.resources.mlflow import CHAMPION, ModelRegistry
+
+    registry = ModelRegistry(
+        tracking_uri=settings.tracking_uri, model_name=settings.registered_model_name
+    )
+    version = registry.version_for_alias(CHAMPION)
+    if version is None:
+        return None
+    run = registry.client().get_run(version.run_id) if version.run_id else None
+    metrics = {
+        name.removeprefix("holdout_"): value
+        for name, value in (run.data.metrics if run else {}).items()
+        if name.startswith("holdout_")
+    }
+    return {"model": settings.registered_model_name, "version": int(version.version), "metrics": metrics}
+
+
+def collect_status(settings: Settings) -> dict[str, Any]:
+    import dagster as dg
+
+    from mlops_assets.definitions import ASSET_KEYS
+
+    prepare_home(settings)
+    with dg.DagsterInstance.get() as instance:
+        assets = asset_states(instance, ASSET_KEYS)
+    champion = champion_state(settings) if settings.tracking_uri_has_store() else None
+    return {"champion": champion, "assets": assets}

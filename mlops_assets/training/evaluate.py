@@ -1,0 +1,48 @@
+"""Scoring a classifier on a holdout the same way for challenger, champion and baseline."""
+
+import hashlib
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.dummy import DummyClassifier
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    f1_score,
+    roc_auc_score,
+)
+
+METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc")
+
+
+def score(model: Any, features: pd.DataFrame, labels: pd.Series) -> dict[str, float]:
+    predicted = model.predict(features)
+    result = {
+        "accuracy": float(accuracy_score(labels, predicted)),
+        "balanced_accuracy": float(balanced_accuracy_score(labels, predicted)),
+        "f1_macro": float(f1_score(labels, predicted, average="macro")),
+    }
+    classes = list(getattr(model, "classes_", []))
+    if hasattr(model, "predict_proba") and set(labels.unique()) <= set(classes):
+        proba = model.predict_proba(features)
+        if len(classes) == 2:
+            result["roc_auc"] = float(roc_auc_score(labels == classes[1], proba[:, 1]))
+        elif labels.nunique() == len(classes):
+            result["roc_auc"] = float(
+                roc_auc_score(labels, proba, multi_class="ovr", labels=classes)
+            )
+    return result
+
+
+def baseline_score(
+    train_x: pd.DataFrame, train_y: pd.Series, test_x: pd.DataFrame, test_y: pd.Series
+) -> dict[str, float]:
+    """What predicting the class prior scores: a model has to beat this to be worth anything."""
+    dummy = DummyClassifier(strategy="prior").fit(train_x, train_y)
+    return score(dummy, test_x, test_y)
+
+
+def frame_fingerprint(frame: pd.DataFrame) -> str:
+    hashed = pd.util.hash_pandas_object(frame, index=True).to_numpy()
+    return hashlib.sha256(np.ascontiguousarray(hashed).tobytes()).hexdigest()[:16]
