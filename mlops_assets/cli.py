@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 from mlops_assets.settings import Settings
@@ -13,8 +14,10 @@ from mlops_assets.settings import Settings
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from mlops_assets.runner import run_pipeline
 
-    print(f"mlops-assets: materializing the asset graph (MLOPS_HOME={settings.home}) ...", flush=True)
-    summary = run_pipeline(settings)
+    print(
+        f"mlops-assets: materializing the asset graph (MLOPS_HOME={settings.home}) ...", flush=True
+    )
+    summary = run_pipeline(settings, log_level=args.log_level.upper())
     print(summary.render(), file=sys.stdout if summary.success else sys.stderr)
     return 0 if summary.success else 1
 
@@ -81,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="materialize the whole asset graph headless")
+    run.add_argument(
+        "--log-level", default="WARNING", help="Dagster event log level on the console"
+    )
     run.set_defaults(handler=_run)
 
     dev = commands.add_parser("dev", help="start the Dagster UI and daemon (dagster dev)")
@@ -88,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=int(os.environ.get("MLOPS_PORT", "3000")))
     dev.set_defaults(handler=_dev)
 
-    status = commands.add_parser("status", help="the champion and the assets' last materializations")
+    status = commands.add_parser(
+        "status", help="the champion and the assets' last materializations"
+    )
     status.add_argument("--json", action="store_true", help="print machine-readable JSON")
     status.set_defaults(handler=_status)
 
@@ -102,8 +110,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_library_warnings() -> None:
+    # Beta/preview notices about dagster-mlflow and Output(data_version=...) are for us, not
+    # for someone running the pipeline; they still show under `dagster dev` and in tests.
+    warnings.filterwarnings("ignore", message=r".*is currently in beta.*")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"pandera\..*")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _quiet_library_warnings()
     try:
         settings = Settings.from_env()
         return int(args.handler(args, settings))

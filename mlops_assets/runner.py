@@ -90,13 +90,14 @@ def summarize(result: dg.ExecuteInProcessResult) -> RunSummary:
     return summary
 
 
-def run_pipeline(settings: Settings, run_config: dict[str, Any] | None = None) -> RunSummary:
+def run_pipeline(
+    settings: Settings, run_config: dict[str, Any] | None = None, log_level: str = "WARNING"
+) -> RunSummary:
     prepare_home(settings)
     from mlops_assets.definitions import PIPELINE_JOB, build_definitions
 
-    job = build_definitions(settings).get_job_def(PIPELINE_JOB)
+    job = build_definitions(settings).resolve_job_def(PIPELINE_JOB)
+    config = {"loggers": {"console": {"config": {"log_level": log_level}}}, **(run_config or {})}
     with dg.DagsterInstance.get() as instance:
-        result = job.execute_in_process(
-            instance=instance, run_config=run_config or {}, raise_on_error=False
-        )
+        result = job.execute_in_process(instance=instance, run_config=config, raise_on_error=False)
     return summarize(result)

@@ -146,7 +146,7 @@ def read_demo() -> RawData:
     from sklearn.datasets import load_breast_cancer
 
     frame = load_breast_cancer(as_frame=True).frame
-    content = hashlib.sha256(pd.util.hash_pandas_object(frame, index=True).values.tobytes())
+    content = hashlib.sha256(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
     source = SourceFile(
         name=DEMO_SOURCE,
         size=int(frame.memory_usage(deep=True).sum()),

@@ -40,7 +40,11 @@ def champion_state(settings: Settings) -> dict[str, Any] | None:
         for name, value in (run.data.metrics if run else {}).items()
         if name.startswith("holdout_")
     }
-    return {"model": settings.registered_model_name, "version": int(version.version), "metrics": metrics}
+    return {
+        "model": settings.registered_model_name,
+        "version": int(version.version),
+        "metrics": metrics,
+    }
 
 
 def collect_status(settings: Settings) -> dict[str, Any]:

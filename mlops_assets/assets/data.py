@@ -22,7 +22,8 @@ class QualityConfig(dg.Config):
     group_name="data",
     kinds={"pandas"},
     description="Every CSV and Parquet file in the landing folder, one row per input row, "
-    "tagged with its source file and line; the bundled breast cancer data when the folder is empty.",
+    "tagged with its source file and line; the bundled breast cancer data when the folder "
+    "is empty.",
     check_specs=[
         dg.AssetCheckSpec(
             "files_readable",
@@ -50,10 +51,8 @@ def raw_dataset(context: dg.AssetExecutionContext, dataset: DatasetSource) -> It
             + "; ".join(f"{m['file']}: {m['reason']}" for m in moved),
         )
     frame = raw.frame
-    target = dataset.schema().target
-    classes = (
-        frame[target].value_counts(dropna=False).to_dict() if target in frame.columns else {}
-    )
+    target = dataset.dataset_schema().target
+    classes = frame[target].value_counts(dropna=False).to_dict() if target in frame.columns else {}
     sources = pd.DataFrame(
         [
             {"file": s.name, "rows": s.rows, "bytes": s.size, "sha256": s.sha256[:16]}
@@ -68,7 +67,9 @@ def raw_dataset(context: dg.AssetExecutionContext, dataset: DatasetSource) -> It
             "columns": len(frame.columns) - 2,
             "fingerprint": raw.fingerprint,
             "demo_data": raw.is_demo,
-            "class_distribution": dg.MetadataValue.json({str(k): int(v) for k, v in classes.items()}),
+            "class_distribution": dg.MetadataValue.json(
+                {str(k): int(v) for k, v in classes.items()}
+            ),
             "sources": markdown_table(sources, max_rows=50),
             "preview": markdown_table(frame, max_rows=5),
         },
@@ -114,7 +115,7 @@ def validation(
 ) -> Iterator[Any]:
     from mlops_assets.quality.validate import QualityThresholds, validate
 
-    schema = dataset.schema()
+    schema = dataset.dataset_schema()
     thresholds = QualityThresholds(
         min_rows=config.min_rows,
         min_class_share=config.min_class_share,

@@ -63,7 +63,7 @@ def trained_model(
     from mlops_assets.training.pipeline import SKOPS_TRUSTED_TYPES
     from mlops_assets.training.sweep import run_sweep
 
-    schema = dataset.schema()
+    schema = dataset.dataset_schema()
     features = [c for c in schema.features if c in validated_dataset.columns]
     data_fingerprint = frame_fingerprint(validated_dataset[[*features, schema.target]])
     result = run_sweep(
@@ -127,7 +127,6 @@ def trained_model(
         "experiment_id": experiment_id,
         "model_uri": info.model_uri,
         "model_id": info.model_id,
-        "artifact_uri": f"runs:/{run_id}/model",
         "metric": config.metric,
         "holdout_metrics": result.holdout_metrics,
         "baseline_metrics": result.baseline_metrics,
@@ -225,7 +224,7 @@ def registered_model(
         "holdout.fingerprint": trained_model["holdout_fingerprint"],
     }
     version = registry.register(
-        trained_model["artifact_uri"], trained_model["run_id"], trained_model["model_id"], tags
+        trained_model["model_uri"], trained_model["run_id"], trained_model["model_id"], tags
     )
     number = int(version.version)
     # The alias moves last, after the version and its tags exist.
@@ -242,9 +241,7 @@ def registered_model(
                 ),
             }
         )
-        mlflow.set_tags(
-            {"registered.version": str(number), "gate.decision": tags["gate.decision"]}
-        )
+        mlflow.set_tags({"registered.version": str(number), "gate.decision": tags["gate.decision"]})
     context.log.info(f"{registry.model_name} v{number}: {decision.reason}")
     record = {
         "name": registry.model_name,

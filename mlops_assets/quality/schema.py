@@ -1,8 +1,8 @@
 """The dataset schema: a Pandera schema plus the name of the label column.
 
 The demo data has a built-in schema; a user's data gets one from `MLOPS_SCHEMA` (YAML written by
-`mlops-assets schema infer`). Rules Pandera cannot serialise to YAML (finiteness) are added on
-load, so every numeric column refuses +/-inf whatever the YAML says.
+`mlops-assets schema infer`). Every numeric column also refuses +/-inf (the
+registered `finite` check) whatever the YAML says.
 """
 
 import hashlib
@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+import yaml
+from pandera import extensions
 
 FINITE = "finite"
 RANGE_MARGIN = 0.1
@@ -33,7 +35,10 @@ class DatasetSchema:
         return hashlib.sha256(self.to_yaml().encode()).hexdigest()[:16]
 
     def to_yaml(self) -> str:
-        return str(self.schema.to_yaml())
+        # Pandera reads `metadata` from YAML but does not write it; the target lives there.
+        document = yaml.safe_load(str(self.schema.to_yaml()))
+        document["metadata"] = {**(self.schema.metadata or {}), "target": self.target}
+        return str(yaml.safe_dump(document, sort_keys=False))
 
     def numeric_columns(self) -> list[str]:
         return [c for c, col in self.schema.columns.items() if _is_numeric(col)]
@@ -49,13 +54,22 @@ def _is_numeric(column: pa.Column) -> bool:
         return str(dtype) in {"Int64", "Int32", "Float64", "Float32"}
 
 
+def _register_finite() -> None:
+    # Registered (not a lambda) so schemas holding it serialise to YAML and hash stably.
+    if hasattr(pa.Check, FINITE):
+        return
+
+    @extensions.register_check_method(statistics=[])
+    def finite(series: pd.Series) -> pd.Series:
+        values = series.to_numpy(dtype="float64", na_value=np.nan)
+        return pd.Series(np.isfinite(values) | np.isnan(values), index=series.index)
+
+
+_register_finite()
+
+
 def _finite_check() -> pa.Check:
-    return pa.Check(
-        lambda s: pd.Series(np.isfinite(s.to_numpy(dtype="float64", na_value=np.nan)), index=s.index),
-        name=FINITE,
-        ignore_na=True,
-        error="value must be finite (not +inf or -inf)",
-    )
+    return pa.Check.finite()
 
 
 def with_platform_rules(schema: pa.DataFrameSchema) -> pa.DataFrameSchema:

@@ -147,9 +147,7 @@ def _validate_file(
         rule, message = _rule_text(str(case.check), case.failure_case)
         column = None if case.column is None or pd.isna(case.column) else str(case.column)
         if case.index is None or pd.isna(case.index):
-            if rule == "column_in_schema":
-                column = str(case.failure_case)
-            elif rule == "column_in_dataframe":
+            if rule == "column_in_schema" or rule == "column_in_dataframe":
                 column = str(case.failure_case)
             failures.append(DatasetFailure(source, column, rule, message))
         else:
@@ -242,7 +240,8 @@ def validate(
             share = quarantined[SOURCE_ROW].nunique() / len(part)
             if share > thresholds.max_quarantine_share:
                 top = quarantined.groupby(["quarantine_column", "quarantine_rule"]).size()
-                (column, rule), count = top.idxmax(), int(top.max())
+                column, rule = top.idxmax()  # type: ignore[misc,str-unpack]
+                count = int(top.max())
                 failures.append(
                     DatasetFailure(
                         source,
@@ -268,4 +267,3 @@ def validate(
     if failures:
         valid = valid.iloc[0:0]
     return ValidationReport(valid, quarantined, failures, rows_in=len(frame))
-

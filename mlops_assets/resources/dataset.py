@@ -21,7 +21,7 @@ class DatasetSource(dg.ConfigurableResource):
 
         return read_raw(Path(self.landing_dir))
 
-    def schema(self) -> Any:
+    def dataset_schema(self) -> Any:
         from mlops_assets.quality.schema import demo_schema, load_schema
 
         if self.schema_path:

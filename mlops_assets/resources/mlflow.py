@@ -31,7 +31,7 @@ def configure_mlflow_environment() -> None:
     # model; the platform passes exact pip requirements instead.
     os.environ.setdefault("MLFLOW_UV_AUTO_DETECT", "false")
     os.environ.setdefault("MLFLOW_LOG_UV_FILES", "false")
-    os.environ.setdefault("MLFLOW_ENABLE_LOGGED_MODEL_CREATION_CHECK", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def ensure_experiment(tracking_uri: str, name: str, artifact_location: str | None) -> str:
@@ -54,7 +54,9 @@ def ensure_experiment(tracking_uri: str, name: str, artifact_location: str | Non
         "experiment_name": dg.Field(str, description="MLflow experiment name."),
         "mlflow_tracking_uri": dg.Field(str, description="MLflow tracking URI."),
         "artifact_location": dg.Field(
-            dg.Noneable(str), default_value=None, is_required=False,
+            dg.Noneable(str),
+            default_value=None,
+            is_required=False,
             description="Local folder for the experiment's artifacts (SQLite stores only).",
         ),
         "extra_tags": dg.Field(dg.Permissive(), is_required=False),
@@ -68,7 +70,23 @@ def mlflow_tracking(init_context: dg.InitResourceContext) -> Iterator[Any]:
     ensure_experiment(
         config["mlflow_tracking_uri"], config["experiment_name"], config.get("artifact_location")
     )
-    yield from upstream.resource_fn(init_context)
+    import mlflow
+
+    # A run left active by an earlier Dagster run in this process must not receive our logs.
+    if mlflow.active_run() is not None:
+        mlflow.end_run()
+    for mlf in upstream.resource_fn(init_context):  # type: ignore[call-arg]
+        # Upstream leaves `mlflow_run_id` as None when it starts a new run; record the run it
+        # started so every asset of this Dagster run logs into that one.
+        if mlf.mlflow_run_id is None:
+            active = mlflow.active_run()
+            mlf.mlflow_run_id = active.info.run_id if active else None
+        try:
+            yield mlf
+        finally:
+            # Upstream ends its run only through a hook for op jobs, never for assets.
+            if mlflow.active_run() is not None:
+                mlflow.end_run()
 
 
 @contextmanager

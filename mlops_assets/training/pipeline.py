@@ -20,7 +20,8 @@ def split_columns(features: pd.DataFrame) -> tuple[list[str], list[str]]:
     numeric = [
         str(c)
         for c in features.columns
-        if pd.api.types.is_numeric_dtype(features[c]) and not pd.api.types.is_bool_dtype(features[c])
+        if pd.api.types.is_numeric_dtype(features[c])
+        and not pd.api.types.is_bool_dtype(features[c])
     ]
     categorical = [str(c) for c in features.columns if str(c) not in numeric]
     return numeric, categorical

@@ -85,7 +85,9 @@ def run_sweep(
         if folds >= 2:
             cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
             scores = cross_val_score(pipeline, split.train_x, split.train_y, cv=cv, scoring=scoring)
-            candidates.append(Candidate({"n_estimators": n}, float(scores.mean()), float(scores.std())))
+            candidates.append(
+                Candidate({"n_estimators": n}, float(scores.mean()), float(scores.std()))
+            )
         else:
             candidates.append(Candidate({"n_estimators": n}, float("nan"), float("nan")))
     # Ties go to the smaller forest: as good and cheaper to serve.

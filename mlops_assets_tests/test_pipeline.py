@@ -1,0 +1,243 @@
+"""The whole graph, materialized in-process against a temporary Dagster instance and MLflow
+store: what lands in storage, in the event log and in the registry."""
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from mlops_assets.quality.schema import infer_schema
+from mlops_assets.resources.io import read_frame
+from mlops_assets.resources.mlflow import CHALLENGER
+from mlops_assets.sources import DEMO_SOURCE
+
+from .conftest import Project, failure_messages
+
+
+def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
+    for event in result.get_asset_materialization_events():
+        materialization = event.materialization
+        if materialization.asset_key == dg.AssetKey(asset):
+            return {k: v.value for k, v in materialization.metadata.items()}
+    raise AssertionError(f"{asset} was not materialized")
+
+
+def _checks(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
+    return {
+        f"{e.asset_key.to_user_string()}:{e.check_name}": e.passed
+        for e in result.get_asset_check_evaluations()
+    }
+
+
+def test_demo_data_end_to_end(project: Project) -> None:
+    result = project.materialize()
+    assert result.success, failure_messages(result)
+
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert materialized == {
+        "raw_dataset",
+        "validated_dataset",
+        "quarantined_rows",
+        "trained_model",
+        "registered_model",
+    }
+    assert _checks(result) == {
+        "raw_dataset:files_readable": True,
+        "validated_dataset:dataset_rules": True,
+        "validated_dataset:rows_reconcile": True,
+        "registered_model:promotion_gate": True,
+    }
+
+    raw = _metadata(result, "raw_dataset")
+    assert raw["dagster/row_count"] == 569
+    assert raw["demo_data"] is True
+    assert raw["class_distribution"] == {"1": 357, "0": 212}
+    assert len(read_frame(project.stored("validated_dataset"))) == 569
+
+    trained = _metadata(result, "trained_model")
+    assert trained["f1_macro"] > 0.9
+    assert trained["mlflow_run"].startswith("http://127.0.0.1:5000/#/experiments/")
+
+    registered = _metadata(result, "registered_model")
+    assert registered["version"] == 1 and registered["champion"] is True
+    assert registered["model_version"].endswith("/#/models/breast_cancer_classifier/versions/1")
+
+    registry = project.registry()
+    assert project.champion_version() == 1
+    version = registry.client().get_model_version("breast_cancer_classifier", "1")
+    assert version.tags["gate.decision"] == "promoted"
+    assert version.tags["dagster.run_id"] == result.run_id
+    run = registry.client().get_run(version.run_id)
+    assert run.data.tags["dagster_run_id"] == result.run_id
+    assert run.data.metrics["holdout_f1_macro"] == pytest.approx(trained["f1_macro"])
+    # The registered model loads through skops with our trusted list and predicts.
+    model = registry.load_model(1)
+    demo = read_frame(project.stored("validated_dataset"))
+    assert set(model.predict(demo.drop(columns=["target", "_source_file", "_source_row"]))) == {
+        0,
+        1,
+    }
+    # The artifacts live under MLOPS_HOME, not in the working folder.
+    assert any(project.settings.artifacts_dir.rglob("MLmodel"))
+
+
+def test_data_version_is_content_fingerprint(project: Project, demo_frame: pd.DataFrame) -> None:
+    project.land("a.csv", demo_frame)
+    first = project.materialize()
+    second = project.materialize()
+    third_frame = demo_frame.copy()
+    third_frame.loc[0, "mean radius"] += 1
+    project.land("a.csv", third_frame)
+    third = project.materialize()
+
+    def version(result: dg.ExecuteInProcessResult) -> str:
+        return result.get_asset_materialization_events()[0].materialization.tags[
+            "dagster/data_version"
+        ]
+
+    assert version(first) == version(second) != version(third)
+    assert _metadata(first, "raw_dataset")["demo_data"] is False
+
+
+def test_few_bad_rows_are_quarantined_with_reasons(
+    project: Project, demo_frame: pd.DataFrame
+) -> None:
+    frame = demo_frame.copy()
+    frame.loc[3, "mean radius"] = np.inf
+    frame.loc[10, "mean area"] = np.nan
+    frame.loc[20, "target"] = 7
+    frame.loc[30, "worst area"] = -5.0
+    project.land("batch.csv", frame)
+    result = project.materialize()
+    assert result.success, failure_messages(result)
+
+    validated = _metadata(result, "validated_dataset")
+    assert validated["rows_in"] == 569
+    assert validated["dagster/row_count"] == 565
+    assert validated["rows_quarantined"] == 4
+    quarantined = read_frame(project.stored("quarantined_rows"))
+    reasons = {
+        (int(row), column, rule)
+        for row, column, rule in quarantined[
+            ["_source_row", "quarantine_column", "quarantine_rule"]
+        ].itertuples(index=False, name=None)
+    }
+    # _source_row is the line in the file: the header is line 1, frame index 0 is line 2.
+    assert reasons == {
+        (5, "mean radius", "finite"),
+        (12, "mean area", "not_nullable"),
+        (22, "target", "isin([0, 1])"),
+        (32, "worst area", "greater_than_or_equal_to(0)"),
+    }
+    assert set(quarantined["_source_file"]) == {"batch.csv"}
+    assert _checks(result)["validated_dataset:rows_reconcile"] is True
+
+
+def test_dataset_failure_keeps_previous_data_and_champion(
+    project: Project, demo_frame: pd.DataFrame
+) -> None:
+    assert project.materialize().success
+    before = project.stored("validated_dataset").read_bytes()
+
+    broken = demo_frame.drop(columns=["mean radius"]).assign(surprise=1.0)
+    path = project.land("broken.csv", broken)
+    result = project.materialize()
+
+    assert not result.success
+    message = failure_messages(result)
+    assert "broken.csv: column 'mean radius': column_in_dataframe" in message
+    assert "broken.csv: column 'surprise': column_in_schema" in message
+    assert _checks(result)["validated_dataset:dataset_rules"] is False
+    # Nothing downstream ran; nothing was lost.
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert materialized == {"raw_dataset"}
+    assert project.stored("validated_dataset").read_bytes() == before
+    assert project.champion_version() == 1
+    assert path.exists()
+
+
+def test_single_class_fails_with_column_and_rule(
+    project: Project, demo_frame: pd.DataFrame
+) -> None:
+    project.land("one_class.csv", demo_frame[demo_frame["target"] == 1])
+    result = project.materialize()
+    assert not result.success
+    assert "column 'target': min_classes: a single class" in failure_messages(result)
+    assert project.champion_version() is None
+
+
+def test_worse_challenger_is_registered_but_not_champion(
+    project: Project, demo_frame: pd.DataFrame
+) -> None:
+    assert project.materialize().success
+    noisy = demo_frame.copy()
+    rng = np.random.default_rng(0)
+    flip = rng.random(len(noisy)) < 0.2
+    noisy.loc[flip, "target"] = 1 - noisy.loc[flip, "target"]
+    project.land("noisy.csv", noisy)
+
+    result = project.materialize()
+    assert result.success, failure_messages(result)
+    registered = _metadata(result, "registered_model")
+    assert registered["version"] == 2
+    assert registered["champion"] is False
+    assert "worse than champion v1" in registered["decision"]
+    assert _checks(result)["registered_model:promotion_gate"] is False
+    assert project.champion_version() == 1
+    challenger = project.registry().version_for_alias(CHALLENGER)
+    assert challenger is not None and int(challenger.version) == 2
+
+
+def test_multiclass_categorical_data_with_user_schema(project: Project) -> None:
+    rng = np.random.default_rng(7)
+    n = 300
+    colour = rng.choice(["red", "green", "blue"], size=n)
+    size = rng.normal(10, 2, size=n)
+    weight = rng.normal(50, 10, size=n)
+    label = np.where(colour == "red", "apple", np.where(size > 10, "melon", "plum"))
+    frame = pd.DataFrame({"colour": colour, "size": size, "weight": weight, "fruit": label})
+    frame.loc[[5, 17, 40], "weight"] = np.nan  # missing values the schema allows: imputed
+    schema_path = project.settings.project_dir / "fruit.yaml"
+    schema_path.write_text(infer_schema(frame, "fruit", "fruit").to_yaml())
+    assert yaml.safe_load(schema_path.read_text())["metadata"]["target"] == "fruit"
+
+    bad = frame.copy()
+    bad.loc[0, "colour"] = "purple"  # an unknown category: quarantined
+    project.land("fruit.csv", bad)
+    project.settings = project.settings.with_overrides(schema_path=schema_path)
+
+    result = project.materialize()
+    assert result.success, failure_messages(result)
+    assert _metadata(result, "validated_dataset")["rows_quarantined"] == 1
+    registered = _metadata(result, "registered_model")
+    assert registered["champion"] is True
+    model = project.registry().load_model(registered["version"])
+    predicted = model.predict(frame.drop(columns=["fruit"]).head(20))
+    assert set(predicted) <= {"apple", "melon", "plum"}
+    assert project.settings.registered_model_name == "fruit_classifier"
+
+
+def test_unreadable_file_is_moved_to_quarantine_and_others_go_on(
+    project: Project, demo_frame: pd.DataFrame
+) -> None:
+    project.land("good.csv", demo_frame)
+    (project.landing / "empty.csv").write_bytes(b"")
+    result = project.materialize()
+    assert result.success, failure_messages(result)
+    assert _checks(result)["raw_dataset:files_readable"] is False
+    moved = list((project.settings.quarantine_dir / "files").iterdir())
+    assert any(p.name.endswith("empty.csv") for p in moved)
+    assert any(p.name.endswith("empty.csv.reason.txt") for p in moved)
+    assert not (project.landing / "empty.csv").exists()
+    assert _metadata(result, "raw_dataset")["dagster/row_count"] == 569
+
+
+def test_demo_source_name(project: Project) -> None:
+    result = project.materialize(
+        run_config={"ops": {"trained_model": {"config": {"n_estimators": [10]}}}}
+    )
+    assert result.success, failure_messages(result)
+    raw = read_frame(project.stored("raw_dataset"))
+    assert set(raw["_source_file"]) == {DEMO_SOURCE}
+    assert _metadata(result, "trained_model")["n_estimators"] == 10
