@@ -156,7 +156,7 @@ def _validate_file(
     if failures:
         return data.iloc[0:0], row_failures, failures
     bad = {index for index, *_ in row_failures}
-    remaining = data.drop(index=list(bad))
+    remaining = data.drop(index=list(bad), errors="ignore")
     try:
         return dataset.schema.validate(remaining, lazy=True), row_failures, failures
     except pa.errors.SchemaErrors as errors:  # pragma: no cover - rows were already removed

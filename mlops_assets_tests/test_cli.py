@@ -1,0 +1,83 @@
+"""The console script, run in-process against a temporary project."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mlops_assets.cli import main
+
+
+@pytest.fixture
+def cli_project(tmp_path: Path, mlflow_db_template: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copyfile(mlflow_db_template, home / "mlflow.db")
+    for name in ("MLFLOW_TRACKING_URI", "MLOPS_SCHEMA", "MLOPS_LANDING_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLOPS_PROJECT_DIR", str(tmp_path))
+    monkeypatch.setenv("MLOPS_HOME", str(home))
+    # Set through monkeypatch so the value `prepare_home` exports is undone after the test.
+    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
+    shutil.copyfile(Path(__file__).parents[1] / "dagster.yaml", tmp_path / "dagster.yaml")
+    return tmp_path
+
+
+def test_status_before_anything_ran(cli_project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["status", "--json"]) == 0
+    state = json.loads(capsys.readouterr().out)
+    assert state["champion"] is None
+    assert state["assets"]["raw_dataset"] == {"last_materialized": None, "data_version": None}
+
+
+def test_run_then_status(cli_project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run"]) == 0
+    out = capsys.readouterr().out
+    assert "rows read 569, validated 569, quarantined 0" in out
+    assert "registered breast_cancer_classifier v1: became champion" in out
+    # The project's dagster.yaml became the instance's.
+    instance_yaml = cli_project / "home" / "dagster" / "dagster.yaml"
+    assert "telemetry" in instance_yaml.read_text()
+
+    assert main(["status", "--json"]) == 0
+    state = json.loads(capsys.readouterr().out)
+    assert state["champion"]["model"] == "breast_cancer_classifier"
+    assert state["champion"]["version"] == 1
+    assert state["champion"]["metrics"]["f1_macro"] > 0.9
+    assert set(state["assets"]) == {
+        "raw_dataset",
+        "validated_dataset",
+        "trained_model",
+        "registered_model",
+    }
+    for asset in state["assets"].values():
+        assert asset["last_materialized"] and asset["data_version"]
+
+
+def test_failed_run_exits_non_zero_with_file_column_and_rule(
+    cli_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sklearn.datasets import load_breast_cancer
+
+    landing = cli_project / "data" / "landing"
+    landing.mkdir(parents=True)
+    frame = load_breast_cancer(as_frame=True).frame.drop(columns=["worst area"])
+    frame.to_csv(landing / "missing.csv", index=False)
+    assert main(["run"]) == 1
+    err = capsys.readouterr().err
+    assert "FAILED" in err
+    assert "missing.csv: column 'worst area': column_in_dataframe" in err
+    assert "current champion are unchanged" in err
+
+
+def test_schema_infer_writes_yaml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "homes.csv"
+    pd.DataFrame({"rooms": [1, 2, 3], "kind": ["a", "b", "a"]}).to_csv(data, index=False)
+    out = tmp_path / "homes.yaml"
+    assert main(["schema", "infer", str(data), "--target", "kind", "-o", str(out)]) == 0
+    assert "target 'kind'" in capsys.readouterr().out
+    assert "target: kind" in out.read_text()
+    assert main(["schema", "infer", str(data), "--target", "nope"]) == 2
+    assert "target column 'nope' is not in the data" in capsys.readouterr().err

@@ -1,0 +1,84 @@
+"""The graph itself: keys, dependencies, checks, resources, and that it loads."""
+
+import dagster as dg
+
+from mlops_assets.definitions import ASSET_KEYS, PIPELINE_JOB, build_definitions, defs
+from mlops_assets.settings import Settings
+
+
+def test_definitions_load_and_validate() -> None:
+    dg.Definitions.validate_loadable(defs)
+    assert defs.resolve_job_def(PIPELINE_JOB) is not None
+
+
+def test_asset_keys_and_lineage() -> None:
+    graph = defs.resolve_asset_graph()
+    keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    assert keys == {*ASSET_KEYS, "quarantined_rows"}
+
+    def parents(key: str) -> set[str]:
+        return {k.to_user_string() for k in graph.get(dg.AssetKey(key)).parent_keys}
+
+    assert parents("raw_dataset") == set()
+    assert parents("validated_dataset") == {"raw_dataset"}
+    assert parents("quarantined_rows") == {"raw_dataset"}
+    assert parents("trained_model") == {"validated_dataset"}
+    assert parents("registered_model") == {"trained_model", "validated_dataset"}
+    groups = {k: graph.get(dg.AssetKey(k)).group_name for k in ASSET_KEYS}
+    assert groups == {
+        "raw_dataset": "data",
+        "validated_dataset": "data",
+        "trained_model": "model",
+        "registered_model": "model",
+    }
+
+
+def test_checks_and_which_ones_block() -> None:
+    graph = defs.resolve_asset_graph()
+    checks = {
+        f"{key.asset_key.to_user_string()}:{key.name}": graph.get_check_spec(key).blocking
+        for key in graph.asset_check_keys
+    }
+    assert checks == {
+        "raw_dataset:files_readable": False,
+        "validated_dataset:dataset_rules": True,
+        "validated_dataset:rows_reconcile": True,
+        "registered_model:promotion_gate": False,
+    }
+
+
+def test_settings_flow_into_resources(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = Settings.from_env(
+        environ={"MLOPS_HOME": str(tmp_path / "h"), "MLOPS_EXECUTOR": "multiprocess"},
+        project_dir=tmp_path,
+    )
+    built = build_definitions(settings)
+    registry = built.resources["registry"]
+    assert registry.tracking_uri == f"sqlite:///{tmp_path / 'h' / 'mlflow.db'}"
+    assert registry.model_name == "breast_cancer_classifier"
+    assert built.resources["io_manager"].base_dir == str(tmp_path / "h" / "storage")
+    job = built.resolve_job_def(PIPELINE_JOB)
+    assert job.executor_def.name == "multiprocess"
+    assert (
+        build_definitions(settings.with_overrides(executor="in_process"))
+        .resolve_job_def(PIPELINE_JOB)
+        .executor_def.name
+        == "in_process"
+    )
+
+
+def test_explicit_dagster_home_and_tracking_uri_win(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = Settings.from_env(
+        environ={
+            "MLOPS_HOME": str(tmp_path / "h"),
+            "DAGSTER_HOME": str(tmp_path / "dh"),
+            "MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
+        },
+        project_dir=tmp_path,
+    )
+    assert settings.dagster_home == tmp_path / "dh"
+    assert settings.tracking_uri == "http://127.0.0.1:5000"
+    default = Settings.from_env(environ={}, project_dir=tmp_path)
+    assert default.home == tmp_path / ".mlops"
+    assert default.landing_dir == tmp_path / "data" / "landing"
+    assert default.dagster_home == tmp_path / ".mlops" / "dagster"
