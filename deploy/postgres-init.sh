@@ -4,7 +4,8 @@
 # database, $MLFLOW_DB, owned by the same $POSTGRES_USER.
 # Like every init script it runs only when the data volume is empty: on an existing volume,
 # create the database by hand (`docker compose exec postgres createdb -U "$POSTGRES_USER" ...`).
-set -euo pipefail
+# `set -e` only: the entrypoint sources (rather than runs) a script that lost its exec bit.
+set -e
 
 : "${MLFLOW_DB:?MLFLOW_DB must be set for the postgres service}"
 
