@@ -80,6 +80,7 @@ def parse_table(path: Path, payload: bytes) -> pd.DataFrame:
             f"not valid UTF-8 (byte 0x{payload[exc.start]:02x} at offset {exc.start}); "
             "save it as UTF-8",
         ) from exc
+    _check_csv_structure(path, text)
     try:
         frame = pd.read_csv(io.StringIO(text))
     except pd.errors.EmptyDataError as exc:
@@ -89,6 +90,23 @@ def parse_table(path: Path, payload: bytes) -> pd.DataFrame:
     if frame.empty:
         raise UnreadableFileError(path, "header only: the file holds no data rows")
     return frame
+
+
+def _check_csv_structure(path: Path, text: str) -> None:
+    """Refuse ragged rows. pandas fills a short row with NaN and turns a long first row into
+    an index without a word; Arrow's parser counts the fields of every record (fast)."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    if not text.strip():
+        return  # pandas reports the missing header in words
+    try:
+        pa_csv.read_csv(
+            io.BytesIO(text.encode()),
+            parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+        )
+    except pa.ArrowInvalid as exc:
+        raise UnreadableFileError(path, f"malformed CSV ({str(exc).strip()})") from exc
 
 
 def fingerprint(parts: list[tuple[str, str]]) -> str:
@@ -115,7 +133,11 @@ def read_landing(landing_dir: Path) -> RawData | None:
     frames, sources, unreadable = [], [], []
     parts: list[tuple[str, str]] = []
     for path in paths:
-        payload = path.read_bytes()
+        try:
+            payload = path.read_bytes()
+        except OSError as exc:
+            unreadable.append(UnreadableFileError(path, f"cannot be opened ({exc.strerror})"))
+            continue
         content_hash = hashlib.sha256(payload).hexdigest()
         try:
             frame = parse_table(path, payload)

@@ -4,6 +4,7 @@ store) and helpers to materialize the real graph in-process against it."""
 import shutil
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,19 +75,25 @@ class Project:
         return self.settings.storage_dir / f"{asset}{suffix}"
 
 
-@pytest.fixture
-def project(tmp_path: Path, mlflow_db_template: Path) -> Iterator[Project]:
-    home = tmp_path / "home"
+@contextmanager
+def new_project(base: Path, mlflow_db_template: Path) -> Iterator[Project]:
+    home = base / "home"
     home.mkdir()
     shutil.copyfile(mlflow_db_template, home / "mlflow.db")
     settings = Settings.from_env(
-        environ={"MLOPS_HOME": str(home), "MLOPS_LANDING_DIR": str(tmp_path / "landing")},
-        project_dir=tmp_path,
+        environ={"MLOPS_HOME": str(home), "MLOPS_LANDING_DIR": str(base / "landing")},
+        project_dir=base,
     )
     settings.ensure_dirs()
-    (tmp_path / "dagster").mkdir()
-    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
+    (base / "dagster").mkdir()
+    with dg.instance_for_test(temp_dir=str(base / "dagster")) as instance:
         yield Project(settings, instance)
+
+
+@pytest.fixture
+def project(tmp_path: Path, mlflow_db_template: Path) -> Iterator[Project]:
+    with new_project(tmp_path, mlflow_db_template) as created:
+        yield created
 
 
 @pytest.fixture(scope="session")

@@ -126,6 +126,7 @@ def test_few_bad_rows_are_quarantined_with_reasons(
     # _source_row is the line in the file: the header is line 1, frame index 0 is line 2.
     assert reasons == {
         (5, "mean radius", "finite"),
+        (5, "mean radius", "less_than_or_equal_to(281.0)"),
         (12, "mean area", "not_nullable"),
         (22, "target", "isin([0, 1])"),
         (32, "worst area", "greater_than_or_equal_to(0)"),

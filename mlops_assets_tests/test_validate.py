@@ -45,7 +45,8 @@ def test_row_failures_keep_the_row_and_its_reason(
     q = report.quarantined
     assert set(zip(q["quarantine_column"], q["quarantine_rule"], strict=True)) == {
         ("mean radius", "finite"),
-        ("mean radius", "greater_than_or_equal_to(0)"),  # -inf breaks both rules
+        ("mean radius", "greater_than_or_equal_to(0)"),  # -inf breaks the floor too
+        ("mean radius", "less_than_or_equal_to(281.0)"),  # and +inf the ceiling
         ("mean area", "not_nullable"),
         ("target", "isin([0, 1])"),
     }

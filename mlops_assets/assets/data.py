@@ -16,6 +16,8 @@ class QualityConfig(dg.Config):
     min_rows: int = 30
     min_class_share: float = 0.02
     max_quarantine_share: float = 0.10
+    max_duplicate_share: float = 0.05
+    max_conflict_share: float = 0.0
 
 
 @dg.asset(
@@ -120,6 +122,8 @@ def validation(
         min_rows=config.min_rows,
         min_class_share=config.min_class_share,
         max_quarantine_share=config.max_quarantine_share,
+        max_duplicate_share=config.max_duplicate_share,
+        max_conflict_share=config.max_conflict_share,
     )
     report = validate(raw_dataset, schema, thresholds)
     sample = report.quarantined.head(20)

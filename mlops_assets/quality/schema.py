@@ -91,13 +91,20 @@ def with_platform_rules(schema: pa.DataFrameSchema) -> pa.DataFrameSchema:
 
 
 def demo_schema() -> DatasetSchema:
-    """The breast cancer Wisconsin data: 30 non-negative measurements and a 0/1 diagnosis."""
+    """The breast cancer Wisconsin data: 30 non-negative measurements and a 0/1 diagnosis.
+    A measurement ten times the largest ever recorded is an entry error, not a tumour."""
     from sklearn.datasets import load_breast_cancer
 
-    features = load_breast_cancer().feature_names
+    bunch = load_breast_cancer()
+    ceilings = bunch.data.max(axis=0) * 10
     columns = {
-        str(name): pa.Column(float, checks=[pa.Check.ge(0)], nullable=False, title=str(name))
-        for name in features
+        str(name): pa.Column(
+            float,
+            checks=[pa.Check.ge(0), pa.Check.le(float(f"{ceiling:.3g}"))],
+            nullable=False,
+            title=str(name),
+        )
+        for name, ceiling in zip(bunch.feature_names, ceilings, strict=True)
     }
     columns["target"] = pa.Column(
         int,

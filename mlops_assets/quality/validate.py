@@ -6,8 +6,10 @@ Dataset-level failures (a missing, extra or mistyped column, too few rows, one c
 that is mostly bad) are collected, all at once, into the report: the caller refuses the data.
 """
 
+import difflib
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
@@ -32,6 +34,9 @@ class QualityThresholds:
     min_rows: int = 30
     min_class_share: float = 0.02
     max_quarantine_share: float = 0.10
+    max_duplicate_share: float = 0.05
+    # Identical features with different labels: 0 refuses any, since no model can fit both.
+    max_conflict_share: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -154,7 +159,7 @@ def _validate_file(
             value = "" if case.failure_case is None else str(case.failure_case)
             row_failures.append((case.index, column or "", rule, value))
     if failures:
-        return data.iloc[0:0], row_failures, failures
+        return data.iloc[0:0], row_failures, _with_rename_hints(failures)
     bad = {index for index, *_ in row_failures}
     remaining = data.drop(index=list(bad), errors="ignore")
     try:
@@ -163,6 +168,24 @@ def _validate_file(
         detail = errors.failure_cases.head(5).to_string()
         failures.append(DatasetFailure(source, None, "schema", f"unexpected failures:\n{detail}"))
         return data.iloc[0:0], row_failures, failures
+
+
+def _with_rename_hints(failures: list[DatasetFailure]) -> list[DatasetFailure]:
+    """A missing column next to an unexpected one that looks like it is most likely a rename."""
+    extra = [f.column for f in failures if f.rule == "column_in_schema" and f.column]
+    hinted = []
+    for failure in failures:
+        if failure.rule == "column_in_dataframe" and failure.column and extra:
+            close = difflib.get_close_matches(failure.column, extra, n=1, cutoff=0.6)
+            if close:
+                failure = DatasetFailure(
+                    failure.file,
+                    failure.column,
+                    failure.rule,
+                    f"{failure.message}; the file has '{close[0]}': renamed?",
+                )
+        hinted.append(failure)
+    return hinted
 
 
 def _quarantine_rows(
@@ -179,26 +202,37 @@ def _quarantine_rows(
     return rows.reset_index(drop=True)
 
 
+def _files_of(valid: pd.DataFrame, mask: np.ndarray | None = None) -> str:
+    """The files rows came from, for messages about the dataset as a whole."""
+    if SOURCE_FILE not in valid.columns or not len(valid):
+        return ALL_FILES
+    sources = valid[SOURCE_FILE] if mask is None else valid.loc[mask, SOURCE_FILE]
+    return ", ".join(sorted(sources.astype(str).unique())) or ALL_FILES
+
+
 def _dataset_rules(
     valid: pd.DataFrame, dataset: DatasetSchema, thresholds: QualityThresholds
 ) -> list[DatasetFailure]:
     failures = []
+    where = _files_of(valid)
     if len(valid) < thresholds.min_rows:
         failures.append(
             DatasetFailure(
-                ALL_FILES,
+                where,
                 None,
                 "min_rows",
                 f"{len(valid)} valid rows, fewer than the floor of {thresholds.min_rows}",
             )
         )
+    if len(valid) and dataset.target in valid.columns:
+        failures += _duplicate_rules(valid, dataset, thresholds)
     if dataset.target in valid.columns and len(valid):
         counts = valid[dataset.target].value_counts()
         if len(counts) < 2:
             only = str(counts.index[0]) if len(counts) else None
             failures.append(
                 DatasetFailure(
-                    ALL_FILES,
+                    where,
                     dataset.target,
                     "min_classes",
                     f"a single class ({only!r}): a classifier needs at least two",
@@ -209,13 +243,59 @@ def _dataset_rules(
             for label, share in shares[shares < thresholds.min_class_share].items():
                 failures.append(
                     DatasetFailure(
-                        ALL_FILES,
+                        where,
                         dataset.target,
                         "min_class_share",
                         f"class {label!r} is {share:.1%} of rows, below the minimum "
                         f"{thresholds.min_class_share:.1%}",
                     )
                 )
+    return failures
+
+
+def _duplicate_rules(
+    valid: pd.DataFrame, dataset: DatasetSchema, thresholds: QualityThresholds
+) -> list[DatasetFailure]:
+    features = [c for c in dataset.features if c in valid.columns]
+    # One 64-bit hash per row instead of a groupby over every feature column.
+    feature_hash = pd.util.hash_pandas_object(valid[features], index=False)
+    row_hash = feature_hash.to_numpy() ^ pd.util.hash_pandas_object(
+        valid[dataset.target], index=False
+    ).to_numpy() * np.uint64(0x9E3779B97F4A7C15)
+    failures = []
+    repeated = pd.Series(row_hash).duplicated().to_numpy()
+    duplicates = int(repeated.sum())
+    share = duplicates / len(valid)
+    if share > thresholds.max_duplicate_share:
+        failures.append(
+            DatasetFailure(
+                _files_of(valid, repeated),
+                None,
+                "max_duplicate_share",
+                f"{duplicates} rows ({share:.1%}) repeat an earlier row exactly, above the "
+                f"ceiling of {thresholds.max_duplicate_share:.1%}: was a file landed twice?",
+            )
+        )
+    labels_per_features = (
+        pd.DataFrame({"features": feature_hash.to_numpy(), "label": row_hash})
+        .groupby("features")["label"]
+        .nunique()
+    )
+    conflicting = labels_per_features[labels_per_features > 1]
+    if len(conflicting):
+        in_conflict = pd.Series(feature_hash.to_numpy()).isin(conflicting.index).to_numpy()
+        rows = int(in_conflict.sum())
+        share = rows / len(valid)
+        if share > thresholds.max_conflict_share:
+            failures.append(
+                DatasetFailure(
+                    _files_of(valid, in_conflict),
+                    dataset.target,
+                    "conflicting_labels",
+                    f"{rows} rows ({share:.1%}) share identical features but disagree on the "
+                    f"label (ceiling {thresholds.max_conflict_share:.1%})",
+                )
+            )
     return failures
 
 
