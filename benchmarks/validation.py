@@ -267,13 +267,16 @@ def _baseline_duplicates(
     feature_hash = pd.util.hash_pandas_object(valid[features], index=False).to_numpy()
     label_hash = pd.util.hash_pandas_object(valid[target], index=False).to_numpy()
     row_hash = feature_hash ^ label_hash * np.uint64(0x9E3779B97F4A7C15)
+    # A repeated row repeats its features: without repeated features there is nothing to find.
+    repeated_features = pd.Series(feature_hash).duplicated().to_numpy()
+    if not repeated_features.any():
+        return failures
     repeated = pd.Series(row_hash).duplicated().to_numpy()
     duplicates = int(repeated.sum())
     if duplicates / len(valid) > max_duplicate_share:
         failures.append(("all files", None, "max_duplicate_share", f"{duplicates} rows"))
-    # Distinct (features, label) pairs outnumber distinct features only if some disagree.
-    distinct_features = len(pd.unique(feature_hash))
-    if len(valid) - duplicates > distinct_features:
+    # Some features carry two labels iff they repeat more often than whole rows do.
+    if int(repeated_features.sum()) > duplicates:
         pairs = pd.DataFrame({"features": feature_hash, "label": row_hash}).drop_duplicates()
         conflicting = pairs["features"][pairs["features"].duplicated()].unique()
         rows = int(np.isin(feature_hash, conflicting).sum())

@@ -4,6 +4,12 @@ import dagster as dg
 
 from mlops_assets.assets.data import raw_dataset, validation
 from mlops_assets.assets.model import registered_model, trained_model
+from mlops_assets.automation import (
+    apply_policy,
+    build_automation_sensor,
+    build_failure_sensor,
+    build_landing_sensor,
+)
 from mlops_assets.resources.dataset import DatasetSource
 from mlops_assets.resources.io import LocalParquetIOManager
 from mlops_assets.resources.mlflow import ModelRegistry, mlflow_tracking
@@ -51,8 +57,13 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         dg.multiprocess_executor if settings.executor == "multiprocess" else dg.in_process_executor
     )
     return dg.Definitions(
-        assets=[raw_dataset, validation, trained_model, registered_model],
+        assets=apply_policy([raw_dataset, validation, trained_model, registered_model]),
         jobs=[pipeline_job],
+        sensors=[
+            build_landing_sensor(settings, pipeline_job),
+            build_automation_sensor(settings),
+            build_failure_sensor(settings),
+        ],
         resources=build_resources(settings),
         executor=executor,
     )

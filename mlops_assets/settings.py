@@ -28,6 +28,10 @@ class Settings:
     executor: str = "in_process"
     mlflow_ui_url: str = "http://127.0.0.1:5000"
     dagster_ui_url: str = "http://127.0.0.1:3000"
+    # Dagster's sensor daemon loops every ~5 s, so a shorter interval only trims the wait.
+    sensor_interval: int = 2
+    automation_interval: int = 5
+    failure_webhook: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -75,6 +79,9 @@ class Settings:
             executor=env.get("MLOPS_EXECUTOR", "in_process"),
             mlflow_ui_url=env.get("MLOPS_MLFLOW_UI_URL", "http://127.0.0.1:5000").rstrip("/"),
             dagster_ui_url=env.get("MLOPS_DAGSTER_UI_URL", "http://127.0.0.1:3000").rstrip("/"),
+            sensor_interval=int(env.get("MLOPS_SENSOR_INTERVAL", "2")),
+            automation_interval=int(env.get("MLOPS_AUTOMATION_INTERVAL", "5")),
+            failure_webhook=env.get("MLOPS_FAILURE_WEBHOOK") or None,
         )
 
     def tracking_uri_has_store(self) -> bool:

@@ -125,6 +125,28 @@ def _tag(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     return frame
 
 
+def scan_landing(
+    landing_dir: Path, known: dict[str, tuple[int, int, str]] | None = None
+) -> dict[str, tuple[int, int, str]]:
+    """{name: (size, mtime_ns, sha256)} for the landing files. A file whose size and mtime match
+    `known` keeps its hash without being read again; any other file is hashed, so touching a
+    file costs one read and changes nothing."""
+    known = known or {}
+    scanned = {}
+    for path in landing_files(landing_dir):
+        try:
+            stat = path.stat()
+            previous = known.get(path.name)
+            if previous and previous[0] == stat.st_size and previous[1] == stat.st_mtime_ns:
+                scanned[path.name] = previous
+            else:
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+                scanned[path.name] = (stat.st_size, stat.st_mtime_ns, digest)
+        except OSError:
+            continue  # vanished or unreadable: raw_dataset reports it when it runs
+    return scanned
+
+
 def read_landing(landing_dir: Path) -> RawData | None:
     """Read every landing file on its own. None when the folder holds no supported files."""
     paths = landing_files(landing_dir)

@@ -7,6 +7,7 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets.assets.metadata import column_schema, markdown_table
+from mlops_assets.automation import TRANSIENT_RETRY
 from mlops_assets.resources.dataset import DatasetSource
 
 
@@ -23,6 +24,7 @@ class QualityConfig(dg.Config):
 @dg.asset(
     group_name="data",
     kinds={"pandas"},
+    retry_policy=TRANSIENT_RETRY,
     description="Every CSV and Parquet file in the landing folder, one row per input row, "
     "tagged with its source file and line; the bundled breast cancer data when the folder "
     "is empty.",
@@ -51,6 +53,7 @@ def raw_dataset(context: dg.AssetExecutionContext, dataset: DatasetSource) -> It
         raise dg.Failure(
             description="no readable rows in the landing folder: "
             + "; ".join(f"{m['file']}: {m['reason']}" for m in moved),
+            allow_retries=False,
         )
     frame = raw.frame
     target = dataset.dataset_schema().target
@@ -108,6 +111,7 @@ def raw_dataset(context: dg.AssetExecutionContext, dataset: DatasetSource) -> It
         ),
     ],
     name="validation",
+    retry_policy=TRANSIENT_RETRY,
 )
 def validation(
     context: dg.AssetExecutionContext,
@@ -141,6 +145,8 @@ def validation(
                 "failures": markdown_table(failures, max_rows=100),
                 "quarantined_sample": markdown_table(sample),
             },
+            # Bad data stays bad on a retry; only transient errors are worth another attempt.
+            allow_retries=False,
         )
     yield dg.Output(
         report.valid,

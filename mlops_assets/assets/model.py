@@ -10,6 +10,7 @@ import pandas as pd
 from pydantic import Field
 
 from mlops_assets.assets.metadata import markdown_table
+from mlops_assets.automation import TRANSIENT_RETRY
 from mlops_assets.resources.dataset import DatasetSource
 from mlops_assets.resources.mlflow import CHALLENGER, CHAMPION, ModelRegistry, dagster_mlflow_run
 
@@ -45,6 +46,7 @@ def _requirements() -> list[str]:
 @dg.asset(
     group_name="model",
     kinds={"scikit-learn", "mlflow"},
+    retry_policy=TRANSIENT_RETRY,
     description="The best of a random-forest sweep, logged to MLflow (skops, signature, input "
     "example) with its holdout metrics and the prior baseline.",
 )
@@ -161,6 +163,7 @@ def trained_model(
 @dg.asset(
     group_name="model",
     kinds={"mlflow"},
+    retry_policy=TRANSIENT_RETRY,
     description="The trained model as a version in the MLflow registry; the alias `champion` "
     "moves to it only when it passes the gate on the same holdout as the current champion.",
     check_specs=[
@@ -197,7 +200,8 @@ def registered_model(
     if split.holdout_fingerprint != trained_model["holdout_fingerprint"]:
         raise dg.Failure(
             "the holdout rebuilt from validated_dataset differs from the one trained_model "
-            "scored: re-materialize trained_model"
+            "scored: re-materialize trained_model",
+            allow_retries=False,
         )
     champion = registry.version_for_alias(CHAMPION)
     champion_score, champion_metrics, problem = None, None, None

@@ -1,0 +1,187 @@
+"""Policy in one place: what re-materializes when, how failures are retried and recorded.
+
+- `landing_sensor` watches the landing folder and requests one run of the whole graph when the
+  set of file contents differs from what raw_dataset last read. The run key is the content
+  fingerprint, so a restarted daemon or a second tick never launches the same work twice.
+- Downstream assets are eager, held back by failed blocking checks, and re-run when their code
+  changes (code versions are hashes of the modules that hold their logic).
+- Transient failures are retried by a RetryPolicy; data-quality failures raise
+  `Failure(allow_retries=False)` and are never retried.
+- `run_failure_recorder` writes every failed run to its log, to an asset observation on the
+  assets that failed, and to a webhook when MLOPS_FAILURE_WEBHOOK is set.
+"""
+
+import hashlib
+import json
+import urllib.request
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from mlops_assets.settings import Settings
+
+PACKAGE = Path(__file__).parent
+RAW = dg.AssetKey("raw_dataset")
+
+TRANSIENT_RETRY = dg.RetryPolicy(max_retries=3, delay=1, backoff=dg.Backoff.EXPONENTIAL)
+
+# Which source files hold each asset's logic: a change to them is a new code version.
+_CODE = {
+    "raw_dataset": ("sources.py", "assets/data.py"),
+    "validated_dataset": ("sources.py", "quality", "assets/data.py"),
+    "quarantined_rows": ("sources.py", "quality", "assets/data.py"),
+    "trained_model": ("training", "assets/model.py"),
+    "registered_model": ("gate.py", "training/evaluate.py", "assets/model.py"),
+}
+# Steps whose name differs from the asset they materialize.
+_STEP_ASSETS = {"validation": ("validated_dataset", "quarantined_rows")}
+
+
+def code_version(parts: Iterable[str]) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        path = PACKAGE / part
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+        for file in files:
+            digest.update(file.relative_to(PACKAGE).as_posix().encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def downstream_condition() -> dg.AutomationCondition:
+    return (
+        dg.AutomationCondition.eager() | dg.AutomationCondition.code_version_changed()
+    ) & dg.AutomationCondition.all_deps_blocking_checks_passed()
+
+
+def apply_policy(assets: Sequence[dg.AssetsDefinition]) -> list[dg.AssetsDefinition]:
+    def policy(spec: dg.AssetSpec) -> dg.AssetSpec:
+        name = spec.key.to_user_string()
+        return spec.replace_attributes(
+            code_version=code_version(_CODE[name]),
+            automation_condition=None if spec.key == RAW else downstream_condition(),
+        )
+
+    return [asset.map_asset_specs(policy) for asset in assets]
+
+
+def _latest_data_version(instance: dg.DagsterInstance, key: dg.AssetKey) -> str | None:
+    event = instance.get_latest_materialization_event(key)
+    materialization = event.asset_materialization if event else None
+    return (materialization.tags or {}).get("dagster/data_version") if materialization else None
+
+
+def landing_decision(
+    scanned: dict[str, tuple[int, int, str]], latest_raw_version: str | None, landing_dir: Path
+) -> dg.RunRequest | dg.SkipReason:
+    from mlops_assets.sources import fingerprint
+
+    if not scanned:
+        return dg.SkipReason(f"the landing folder {landing_dir} holds no CSV or Parquet file")
+    current = fingerprint([(name, entry[2]) for name, entry in scanned.items()])
+    if current == latest_raw_version:
+        return dg.SkipReason(
+            f"no new or changed files: the {len(scanned)} file(s) in {landing_dir} are what "
+            f"raw_dataset last read (data version {current})"
+        )
+    return dg.RunRequest(
+        run_key=current,
+        tags={"mlops/trigger": "landing_sensor", "mlops/fingerprint": current},
+    )
+
+
+def build_landing_sensor(settings: Settings, job: Any) -> dg.SensorDefinition:
+    landing_dir = settings.landing_dir
+
+    @dg.sensor(
+        name="landing_sensor",
+        job=job,
+        minimum_interval_seconds=settings.sensor_interval,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Requests the whole graph when files in {landing_dir} change content.",
+    )
+    def landing_sensor(context: dg.SensorEvaluationContext) -> Any:
+        from mlops_assets.sources import scan_landing
+
+        known = {k: tuple(v) for k, v in json.loads(context.cursor or "{}").items()}
+        scanned = scan_landing(landing_dir, known)
+        context.update_cursor(json.dumps(scanned, sort_keys=True))
+        return landing_decision(scanned, _latest_data_version(context.instance, RAW), landing_dir)
+
+    return landing_sensor
+
+
+def build_automation_sensor(settings: Settings) -> dg.AutomationConditionSensorDefinition:
+    return dg.AutomationConditionSensorDefinition(
+        "automation",
+        target=dg.AssetSelection.all(),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=settings.automation_interval,
+        description="Evaluates the eager/code-version conditions of the downstream assets.",
+    )
+
+
+def failed_assets(step_keys: Iterable[str]) -> list[dg.AssetKey]:
+    keys: list[dg.AssetKey] = []
+    for step in step_keys:
+        keys += [dg.AssetKey(name) for name in _STEP_ASSETS.get(step, (step,))]
+    return keys
+
+
+def post_webhook(url: str, payload: dict[str, Any], timeout: float = 5.0) -> None:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=timeout):
+        pass
+
+
+def build_failure_sensor(settings: Settings) -> dg.SensorDefinition:
+    webhook = settings.failure_webhook
+
+    @dg.run_failure_sensor(
+        name="run_failure_recorder",
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=settings.sensor_interval,
+        description="Records failed runs: sensor log, an observation on the failed assets, and "
+        "MLOPS_FAILURE_WEBHOOK if set.",
+    )
+    def run_failure_recorder(context: dg.RunFailureSensorContext) -> None:
+        run = context.dagster_run
+        steps = [e.step_key for e in context.get_step_failure_events() if e.step_key]
+        message = context.failure_event.message or "run failed"
+        details = []
+        for event in context.get_step_failure_events():
+            data = event.step_failure_data
+            user = data.user_failure_data if data else None
+            if user is not None and user.description:
+                details.append(f"{event.step_key}: {user.description}")
+            elif data is not None and data.error is not None:
+                details.append(f"{event.step_key}: {data.error.message.strip()}")
+        summary = "\n".join(details) or message
+        context.log.error(f"run {run.run_id} ({run.job_name}) failed:\n{summary}")
+        for key in failed_assets(steps):
+            context.instance.report_runless_asset_event(
+                dg.AssetObservation(
+                    asset_key=key,
+                    metadata={
+                        "failed_run_id": run.run_id,
+                        "failure": dg.MetadataValue.md(f"```\n{summary}\n```"),
+                    },
+                )
+            )
+        if webhook:
+            try:
+                post_webhook(
+                    webhook,
+                    {"run_id": run.run_id, "job": run.job_name, "steps": steps, "error": summary},
+                )
+            except OSError as exc:
+                context.log.warning(f"failure webhook {webhook} unreachable: {exc}")
+
+    return run_failure_recorder
