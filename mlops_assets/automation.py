@@ -51,8 +51,20 @@ def code_version(parts: Iterable[str]) -> str:
 
 
 def downstream_condition() -> dg.AutomationCondition:
+    """eager(), but triggered by a parent's *data version* changing rather than by any new
+    materialization: re-reading identical files, or re-running an asset whose output did not
+    change, retrains nothing."""
+    deps_changed = dg.AutomationCondition.any_deps_match(
+        (
+            dg.AutomationCondition.data_version_changed()
+            # an update made by a run that also targets this asset is already handled by it
+            & ~dg.AutomationCondition.executed_with_root_target()
+        ).with_label("data_version_changed_without_root")
+        | dg.AutomationCondition.will_be_requested()
+    ).with_label("any_deps_data_changed")
+    eager_on_change = dg.AutomationCondition.eager().replace("any_deps_updated", deps_changed)
     return (
-        dg.AutomationCondition.eager() | dg.AutomationCondition.code_version_changed()
+        eager_on_change | dg.AutomationCondition.code_version_changed()
     ) & dg.AutomationCondition.all_deps_blocking_checks_passed()
 
 
