@@ -56,6 +56,23 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _trigger(args: argparse.Namespace, settings: Settings) -> int:
+    from mlops_assets.definitions import PIPELINE_JOB
+    from mlops_assets.trigger import TriggerError, trigger
+
+    url = args.url or settings.dagster_ui_url
+    select = [key for item in args.select or [] for key in item.split(",") if key]
+    print(f"mlops-assets: launching {', '.join(select) or PIPELINE_JOB} on {url} ...", flush=True)
+    try:
+        result = trigger(url, PIPELINE_JOB, select=select, timeout=args.timeout)
+    except TriggerError as exc:
+        print(f"mlops-assets: {exc}", file=sys.stderr)
+        return 2
+    line = f"run {result.run_id} {result.status} after {result.seconds:.0f} s: {result.url}"
+    print(line, file=sys.stdout if result.success else sys.stderr)
+    return 0 if result.success else 1
+
+
 def _schema_infer(args: argparse.Namespace, settings: Settings) -> int:
     from mlops_assets.quality.schema import infer_schema
     from mlops_assets.sources import UnreadableFileError, parse_table
@@ -99,6 +116,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--json", action="store_true", help="print machine-readable JSON")
     status.set_defaults(handler=_status)
+
+    trig = commands.add_parser(
+        "trigger", help="launch a materialization on a running deployment and wait for it"
+    )
+    trig.add_argument(
+        "--select",
+        action="append",
+        help="asset keys to materialize (repeat or comma-separate); default: the whole graph",
+    )
+    trig.add_argument("--url", help="Dagster webserver URL (default: MLOPS_DAGSTER_UI_URL)")
+    trig.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait")
+    trig.set_defaults(handler=_trigger)
 
     schema = commands.add_parser("schema", help="schemas for your own data")
     schema_commands = schema.add_subparsers(dest="schema_command", required=True)
