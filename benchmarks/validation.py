@@ -519,8 +519,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--source-dtype",
         choices=("object", "category"),
-        default="object",
-        help="dtype of _source_file (sources.py produces object)",
+        default="category",
+        help="dtype of _source_file (sources.py produces category)",
     )
     parser.add_argument("--timeout", type=float, default=3600.0, help="per child, seconds")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")

@@ -107,12 +107,30 @@ def _empty_quarantine(columns: list[str]) -> pd.DataFrame:
     return frame
 
 
+ROW_FAILURE_COLUMNS = ("index", *QUARANTINE_COLUMNS)
+
+
+def _row_failures(index: object, column: object, rule: object, value: object) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "index": index,
+            "quarantine_column": column,
+            "quarantine_rule": rule,
+            "quarantine_value": value,
+        }
+    )
+
+
+def _no_row_failures() -> pd.DataFrame:
+    return pd.DataFrame({name: pd.Series(dtype=object) for name in ROW_FAILURE_COLUMNS})
+
+
 def _parse_numeric(
     data: pd.DataFrame, dataset: DatasetSchema, source: str
-) -> tuple[pd.DataFrame, list[tuple[object, str, str, str]], list[DatasetFailure]]:
+) -> tuple[pd.DataFrame, list[pd.DataFrame], list[DatasetFailure]]:
     """Numbers that arrive as text: parse what parses; the rest are row failures, or a
     dataset failure when most of the column does not parse."""
-    row_failures: list[tuple[object, str, str, str]] = []
+    row_failures: list[pd.DataFrame] = []
     failures: list[DatasetFailure] = []
     for column in dataset.numeric_columns():
         if column not in data.columns or pd.api.types.is_numeric_dtype(data[column]):
@@ -131,43 +149,77 @@ def _parse_numeric(
                     f"(for example {original[bad].iloc[0]!r}): the column changed type",
                 )
             )
-        for index, value in original[bad].items():
-            row_failures.append((index, column, "dtype", f"{value!r} is not a number"))
+        if bad.any():
+            values = [f"{value!r} is not a number" for value in original[bad]]
+            row_failures.append(_row_failures(original.index[bad], column, "dtype", values))
         data = data.assign(**{column: parsed})
     return data, row_failures, failures
 
 
+def _row_rule(check: str) -> str:
+    return "dtype" if check.startswith(("dtype(", "coerce_dtype(")) else check
+
+
+def _coerced(frame: pd.DataFrame, schema: pa.DataFrameSchema) -> pd.DataFrame:
+    """Coerce only if a column still differs from its schema dtype (pandera leaves a column
+    as it was when some of its values could not be coerced; those rows are gone now)."""
+    stale = [
+        name
+        for name, column in schema.columns.items()
+        if column.dtype is not None
+        and name in frame.columns
+        and str(frame[name].dtype) != str(column.dtype)
+    ]
+    return schema.coerce_dtype(frame) if stale else frame
+
+
 def _validate_file(
     source: str, part: pd.DataFrame, columns: list[str], dataset: DatasetSchema
-) -> tuple[pd.DataFrame, list[tuple[object, str, str, str]], list[DatasetFailure]]:
-    data = part[[c for c in columns if c in part.columns]]
-    data, row_failures, failures = _parse_numeric(data, dataset, source)
-    # A value that did not parse is reported once, as a dtype failure, not again as a null.
-    data = data.drop(index=[f[0] for f in row_failures])
+) -> tuple[pd.DataFrame, pd.DataFrame, list[DatasetFailure]]:
+    present = [c for c in columns if c in part.columns]
+    data = part[present + [c for c in LINEAGE_COLUMNS if c in part.columns]]
+    data, parse_failures, failures = _parse_numeric(data, dataset, source)
+    if parse_failures:
+        # A value that did not parse is reported once, as a dtype failure, not again as a null.
+        data = data.drop(index=pd.Index(pd.concat(parse_failures)["index"]))
+    schema = dataset.validation_schema
     try:
-        return dataset.schema.validate(data, lazy=True), row_failures, failures
+        validated = schema.validate(data, lazy=True)
     except pa.errors.SchemaErrors as errors:
-        cases = errors.failure_cases
-    for case in cases.itertuples(index=False):
+        cases, coerced = errors.failure_cases, errors.data
+    else:
+        rows = pd.concat(parse_failures, ignore_index=True) if parse_failures else None
+        return validated, rows if rows is not None else _no_row_failures(), failures
+    at_row = cases["index"].notna()
+    for case in cases[~at_row].itertuples(index=False):
         rule, message = _rule_text(str(case.check), case.failure_case)
         column = None if case.column is None or pd.isna(case.column) else str(case.column)
-        if case.index is None or pd.isna(case.index):
-            if rule == "column_in_schema" or rule == "column_in_dataframe":
-                column = str(case.failure_case)
-            failures.append(DatasetFailure(source, column, rule, message))
-        else:
-            value = "" if case.failure_case is None else str(case.failure_case)
-            row_failures.append((case.index, column or "", rule, value))
+        if rule in ("column_in_schema", "column_in_dataframe"):
+            column = str(case.failure_case)
+        failures.append(DatasetFailure(source, column, rule, message))
+    found = cases[at_row]
+    # A null in a non-nullable column also fails its value checks (ignore_na is off there);
+    # report it once, as not_nullable.
+    found = found[~(found["failure_case"].isna() & (found["check"] != "not_nullable"))]
+    checks = found["check"].astype(str)
+    rules = checks.map({c: _row_rule(c) for c in checks.unique()})
+    values = found["failure_case"].map(lambda v: "" if v is None else str(v))
+    row_failures = pd.concat(
+        [
+            *parse_failures,
+            _row_failures(
+                found["index"].to_numpy(),
+                found["column"].fillna("").to_numpy(),
+                rules.to_numpy(),
+                values.to_numpy(),
+            ),
+        ],
+        ignore_index=True,
+    )
     if failures:
         return data.iloc[0:0], row_failures, _with_rename_hints(failures)
-    bad = {index for index, *_ in row_failures}
-    remaining = data.drop(index=list(bad), errors="ignore")
-    try:
-        return dataset.schema.validate(remaining, lazy=True), row_failures, failures
-    except pa.errors.SchemaErrors as errors:  # pragma: no cover - rows were already removed
-        detail = errors.failure_cases.head(5).to_string()
-        failures.append(DatasetFailure(source, None, "schema", f"unexpected failures:\n{detail}"))
-        return data.iloc[0:0], row_failures, failures
+    remaining = coerced.drop(index=pd.unique(found["index"].to_numpy()), errors="ignore")
+    return _coerced(remaining, schema), row_failures, failures
 
 
 def _with_rename_hints(failures: list[DatasetFailure]) -> list[DatasetFailure]:
@@ -188,18 +240,14 @@ def _with_rename_hints(failures: list[DatasetFailure]) -> list[DatasetFailure]:
     return hinted
 
 
-def _quarantine_rows(
-    part: pd.DataFrame, row_failures: list[tuple[object, str, str, str]]
-) -> pd.DataFrame:
-    index = [f[0] for f in row_failures]
-    rows = part.loc[index].copy()
+def _quarantine_rows(part: pd.DataFrame, row_failures: pd.DataFrame) -> pd.DataFrame:
+    rows = part.loc[row_failures["index"].to_numpy()].reset_index(drop=True)
     data_columns = [c for c in rows.columns if c not in LINEAGE_COLUMNS]
     # Kept as text: the values are exactly what was refused, whatever type they arrived as.
-    rows[data_columns] = rows[data_columns].astype("string")
-    rows["quarantine_column"] = [f[1] for f in row_failures]
-    rows["quarantine_rule"] = [f[2] for f in row_failures]
-    rows["quarantine_value"] = [f[3] for f in row_failures]
-    return rows.reset_index(drop=True)
+    rows = rows.astype({c: "string" for c in data_columns})
+    for name in QUARANTINE_COLUMNS:
+        rows[name] = pd.array(row_failures[name].to_numpy(), dtype="string")
+    return rows
 
 
 def _files_of(valid: pd.DataFrame, mask: np.ndarray | None = None) -> str:
@@ -207,7 +255,11 @@ def _files_of(valid: pd.DataFrame, mask: np.ndarray | None = None) -> str:
     if SOURCE_FILE not in valid.columns or not len(valid):
         return ALL_FILES
     sources = valid[SOURCE_FILE] if mask is None else valid.loc[mask, SOURCE_FILE]
-    return ", ".join(sorted(sources.astype(str).unique())) or ALL_FILES
+    if isinstance(sources.dtype, pd.CategoricalDtype):
+        names = sources.cat.categories[pd.unique(sources.cat.codes.to_numpy())]
+    else:
+        names = sources.unique()
+    return ", ".join(sorted(str(n) for n in names)) or ALL_FILES
 
 
 def _dataset_rules(
@@ -276,8 +328,10 @@ def _duplicate_rules(
                 f"ceiling of {thresholds.max_duplicate_share:.1%}: was a file landed twice?",
             )
         )
+    # Only rows whose features repeat can conflict; usually there are none, or few.
+    repeats = feature_hash.duplicated(keep=False).to_numpy()
     labels_per_features = (
-        pd.DataFrame({"features": feature_hash.to_numpy(), "label": row_hash})
+        pd.DataFrame({"features": feature_hash.to_numpy()[repeats], "label": row_hash[repeats]})
         .groupby("features")["label"]
         .nunique()
     )
@@ -299,27 +353,47 @@ def _duplicate_rules(
     return failures
 
 
+def _split_by_file(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    sources = frame[SOURCE_FILE]
+    names = (
+        sources.cat.categories[sources.cat.codes.unique()]
+        if isinstance(sources.dtype, pd.CategoricalDtype)
+        else sources.unique()
+    )
+    if len(names) <= 1:
+        # One file (the common case): no split, no copy, the row order kept.
+        return [(str(names[0]) if len(names) else "", frame)]
+    groups = frame.groupby(SOURCE_FILE, sort=False, observed=True).indices
+    return [(str(name), frame.iloc[positions]) for name, positions in groups.items()]
+
+
 def validate(
     frame: pd.DataFrame,
     dataset: DatasetSchema,
     thresholds: QualityThresholds | None = None,
 ) -> ValidationReport:
-    thresholds = thresholds or QualityThresholds()
+    # Copy-on-write: column selections and row drops below share memory until written to,
+    # which halves the peak on large frames.
+    with pd.option_context("mode.copy_on_write", True):
+        return _validate(frame, dataset, thresholds or QualityThresholds())
+
+
+def _validate(
+    frame: pd.DataFrame, dataset: DatasetSchema, thresholds: QualityThresholds
+) -> ValidationReport:
     source_columns: dict[str, list[str]] = frame.attrs.get("source_columns", {})
     valid_parts, quarantine_parts, failures = [], [], []
-    for source, part in frame.groupby(SOURCE_FILE, sort=False):
-        source = str(source)
+    for source, part in _split_by_file(frame) if len(frame) else []:
         columns = source_columns.get(source) or [
             c for c in part.columns if c not in LINEAGE_COLUMNS and part[c].notna().any()
         ]
         valid, row_failures, file_failures = _validate_file(source, part, columns, dataset)
         failures += file_failures
-        if row_failures:
-            quarantined = _quarantine_rows(part, row_failures)
-            quarantine_parts.append(quarantined)
-            share = quarantined[SOURCE_ROW].nunique() / len(part)
+        if len(row_failures):
+            quarantine_parts.append(_quarantine_rows(part, row_failures))
+            share = row_failures["index"].nunique() / len(part)
             if share > thresholds.max_quarantine_share:
-                top = quarantined.groupby(["quarantine_column", "quarantine_rule"]).size()
+                top = row_failures.groupby(["quarantine_column", "quarantine_rule"]).size()
                 column, rule = top.idxmax()  # type: ignore[misc,str-unpack]
                 count = int(top.max())
                 failures.append(
@@ -332,11 +406,14 @@ def validate(
                         f"rule {rule}, {count} rows): a mostly bad file is refused whole",
                     )
                 )
-        valid_parts.append(valid.join(part[list(LINEAGE_COLUMNS)]))
+        valid_parts.append(valid)
     data_columns = list(dataset.schema.columns)
-    valid = (
-        pd.concat(valid_parts) if valid_parts else pd.DataFrame(columns=data_columns)
-    ).reset_index(drop=True)
+    if len(valid_parts) == 1:
+        valid = valid_parts[0].reset_index(drop=True)
+    elif valid_parts:
+        valid = pd.concat(valid_parts, ignore_index=True)
+    else:
+        valid = pd.DataFrame(columns=[*data_columns, *LINEAGE_COLUMNS])
     quarantined = (
         pd.concat(quarantine_parts, ignore_index=True)
         if quarantine_parts
