@@ -120,7 +120,7 @@ def fingerprint(parts: list[tuple[str, str]]) -> str:
 def _tag(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     frame = frame.copy()
     # Categorical: one small code per row instead of a string object, on millions of rows.
-    frame[SOURCE_FILE] = pd.Categorical.from_codes([0] * len(frame), categories=[source])
+    frame[SOURCE_FILE] = pd.Categorical.from_codes([0] * len(frame), categories=pd.Index([source]))
     # 1-based line in the file, counting the header as line 1, so users can open the file there.
     frame[SOURCE_ROW] = range(2, len(frame) + 2)
     return frame
