@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml uv.lock
 	@test -x $(UV) || { echo "bootstrapping uv $(UV_VERSION) with pip ..."; \
 		$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION); }
 	@echo "installing locked dependencies into $(VENV) (uv sync --frozen) ..."
-	$(UV) sync --frozen
+	$(UV) sync --frozen --extra postgres
 	@touch $@
 
 run: $(STAMP)
