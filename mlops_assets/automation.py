@@ -50,6 +50,10 @@ def code_version(parts: Iterable[str]) -> str:
     return digest.hexdigest()[:12]
 
 
+def code_versions() -> dict[str, str | None]:
+    return {name: code_version(parts) for name, parts in _CODE.items()}
+
+
 def downstream_condition() -> dg.AutomationCondition:
     """eager(), but triggered by a parent's *data version* changing rather than by any new
     materialization: re-reading identical files, or re-running an asset whose output did not

@@ -11,6 +11,7 @@ from mlops_assets.automation import (
     build_landing_sensor,
 )
 from mlops_assets.resources.dataset import DatasetSource
+from mlops_assets.resources.gate import GatePolicy
 from mlops_assets.resources.io import LocalParquetIOManager
 from mlops_assets.resources.mlflow import ModelRegistry, mlflow_tracking
 from mlops_assets.settings import Settings
@@ -34,6 +35,13 @@ def build_resources(settings: Settings) -> dict[str, object]:
             quarantine_dir=str(settings.quarantine_dir),
             target=settings.target,
             schema_path=str(settings.schema_path) if settings.schema_path else None,
+            project_dir=str(settings.project_dir),
+        ),
+        "gate_policy": GatePolicy(
+            floors_json=settings.gate_floors,
+            tolerance=settings.gate_tolerance,
+            require_significant=settings.gate_require_significant,
+            dagster_ui_url=settings.dagster_ui_url,
         ),
         "registry": ModelRegistry(
             tracking_uri=settings.tracking_uri,

@@ -32,6 +32,9 @@ class Settings:
     sensor_interval: int = 2
     automation_interval: int = 5
     failure_webhook: str | None = None
+    gate_floors: str = '{"f1_macro": 0.7}'
+    gate_tolerance: float = 0.01
+    gate_require_significant: bool = True
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -82,6 +85,10 @@ class Settings:
             sensor_interval=int(env.get("MLOPS_SENSOR_INTERVAL", "2")),
             automation_interval=int(env.get("MLOPS_AUTOMATION_INTERVAL", "5")),
             failure_webhook=env.get("MLOPS_FAILURE_WEBHOOK") or None,
+            gate_floors=env.get("MLOPS_GATE_FLOORS", '{"f1_macro": 0.7}'),
+            gate_tolerance=float(env.get("MLOPS_GATE_TOLERANCE", "0.01")),
+            gate_require_significant=env.get("MLOPS_GATE_REQUIRE_SIGNIFICANT", "true").lower()
+            not in {"0", "false", "no"},
         )
 
     def tracking_uri_has_store(self) -> bool:

@@ -43,7 +43,7 @@ def test_checks_and_which_ones_block() -> None:
         "raw_dataset:files_readable": False,
         "validated_dataset:dataset_rules": True,
         "validated_dataset:rows_reconcile": True,
-        "registered_model:promotion_gate": False,
+        "registered_model:promotion_gate": True,
     }
 
 

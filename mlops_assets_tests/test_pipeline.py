@@ -183,7 +183,7 @@ def test_worse_challenger_is_registered_but_not_champion(
     registered = _metadata(result, "registered_model")
     assert registered["version"] == 2
     assert registered["champion"] is False
-    assert "worse than champion v1" in registered["decision"]
+    assert "regresses against champion v1" in registered["decision"]
     assert _checks(result)["registered_model:promotion_gate"] is False
     assert project.champion_version() == 1
     challenger = project.registry().version_for_alias(CHALLENGER)

@@ -3,6 +3,7 @@
 import platform
 from collections.abc import Iterator
 from importlib.metadata import version as package_version
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -12,7 +13,8 @@ from pydantic import Field
 from mlops_assets.assets.metadata import markdown_table
 from mlops_assets.automation import TRANSIENT_RETRY
 from mlops_assets.resources.dataset import DatasetSource
-from mlops_assets.resources.mlflow import CHALLENGER, CHAMPION, ModelRegistry, dagster_mlflow_run
+from mlops_assets.resources.gate import GatePolicy
+from mlops_assets.resources.mlflow import ModelRegistry, dagster_mlflow_run
 
 # Exact versions of what the model needs at inference; inferring them costs ~9 s per log.
 MODEL_REQUIREMENTS = ("scikit-learn", "skops", "pandas", "numpy", "scipy")
@@ -33,9 +35,21 @@ class TrainingConfig(dg.Config):
 
 
 class GateConfig(dg.Config):
-    floor: float = Field(default=0.7, description="The challenger's metric must reach this.")
-    tolerance: float = Field(
-        default=0.0, description="How much worse than the champion still promotes."
+    """Per-run overrides of the deployment's gate policy (MLOPS_GATE_*); empty = policy."""
+
+    floors: dict[str, float] | None = Field(
+        default=None, description='Absolute floor per metric, e.g. {"f1_macro": 0.7}.'
+    )
+    tolerance: float | None = Field(
+        default=None, description="Largest drop on any tracked metric that still promotes."
+    )
+    class_tolerance: float | None = Field(
+        default=None, description="Largest drop of one class's F1 (multi-class) that promotes."
+    )
+    require_significant: bool | None = Field(
+        default=None,
+        description="Promote only when the paired bootstrap shows the challenger better "
+        "beyond noise.",
     )
 
 
@@ -164,14 +178,20 @@ def trained_model(
     group_name="model",
     kinds={"mlflow"},
     retry_policy=TRANSIENT_RETRY,
-    description="The trained model as a version in the MLflow registry; the alias `champion` "
-    "moves to it only when it passes the gate on the same holdout as the current champion.",
+    # Registry writes are serialised across runs (dagster.yaml sets the pool's limit to 1).
+    pool="mlflow_registry",
+    description="The trained model as a version in the MLflow registry, with its gate "
+    "decision and reproducibility manifest as tags. The alias `champion` moves to it only when "
+    "it passes the gate against the current champion on the same holdout; otherwise it gets "
+    "the alias `challenger`.",
     check_specs=[
         dg.AssetCheckSpec(
             "promotion_gate",
             asset="registered_model",
-            description="The new version cleared the floor, beat the prior baseline and was not "
-            "worse than the champion, so it became champion.",
+            blocking=True,
+            description="Floors, prior baseline, no regression (per class too) and a paired "
+            "test against the champion. Below a floor or the baseline is an error; not "
+            "better than the champion is a warning (the champion stays).",
         )
     ],
 )
@@ -179,14 +199,17 @@ def registered_model(
     context: dg.AssetExecutionContext,
     config: GateConfig,
     registry: ModelRegistry,
+    gate_policy: GatePolicy,
+    dataset: DatasetSource,
     mlflow_tracking: dg.ResourceParam[Any],
     trained_model: dict[str, Any],
     validated_dataset: pd.DataFrame,
 ) -> Iterator[Any]:
     import mlflow
 
-    from mlops_assets.gate import GateRules, decide
-    from mlops_assets.training.evaluate import score
+    from mlops_assets.automation import code_versions
+    from mlops_assets.manifest import reproducibility_manifest
+    from mlops_assets.promotion import gate_and_register
     from mlops_assets.training.sweep import split_holdout
 
     metric = trained_model["metric"]
@@ -203,59 +226,59 @@ def registered_model(
             "scored: re-materialize trained_model",
             allow_retries=False,
         )
-    champion = registry.version_for_alias(CHAMPION)
-    champion_score, champion_metrics, problem = None, None, None
-    if champion is not None:
-        try:
-            champion_metrics = score(
-                registry.load_model(champion.version), split.test_x, split.test_y
-            )
-            champion_score = champion_metrics.get(metric)
-        except Exception as exc:  # any way the old model fails on this data keeps it champion
-            problem = f"{type(exc).__name__}: {exc}"
-    decision = decide(
-        GateRules(metric=metric, floor=config.floor, tolerance=config.tolerance),
-        challenger=trained_model["holdout_metrics"][metric],
-        baseline=trained_model["baseline_metrics"][metric],
-        champion=champion_score,
-        champion_version=None if champion is None else int(champion.version),
-        champion_problem=problem,
-    )
+    rules = gate_policy.rules(metric, config)
+    run_id = context.run.run_id
     tags = {
-        **decision.as_tags(),
-        "dagster.run_id": context.run.run_id,
+        **reproducibility_manifest(
+            Path(dataset.project_dir),
+            dataset_fingerprint=trained_model["dataset_fingerprint"],
+            rows=len(validated_dataset),
+            schema_hash=dataset.dataset_schema().fingerprint,
+            seed=trained_model["seed"],
+            dagster_run_id=run_id,
+            data_versions={
+                key: _latest_data_version(context, key)
+                for key in ("raw_dataset", "validated_dataset", "trained_model")
+            },
+            code_versions=code_versions(),
+        ),
+        "dagster.run_id": run_id,
+        "dagster.run_url": f"{gate_policy.dagster_ui_url}/runs/{run_id}",
+        "dagster.asset_url": f"{gate_policy.dagster_ui_url}/assets/registered_model",
         "dataset.fingerprint": trained_model["dataset_fingerprint"],
         "holdout.fingerprint": trained_model["holdout_fingerprint"],
     }
-    version = registry.register(
-        trained_model["model_uri"], trained_model["run_id"], trained_model["model_id"], tags
+    promotion = gate_and_register(
+        registry,
+        rules,
+        split,
+        trained_model["model_uri"],
+        trained_model["run_id"],
+        trained_model["model_id"],
+        trained_model["baseline_metrics"],
+        tags,
     )
-    number = int(version.version)
-    # The alias moves last, after the version and its tags exist.
-    registry.set_alias(CHAMPION if decision.promote else CHALLENGER, number)
+    decision, number = promotion.decision, promotion.version
     with dagster_mlflow_run(mlflow_tracking):
-        mlflow.log_metrics(
+        mlflow.log_metrics({f"gate_{k}": v for k, v in decision.numbers().items()})
+        mlflow.set_tags(
             {
-                f"gate_challenger_{metric}": decision.challenger,
-                f"gate_baseline_{metric}": decision.baseline,
-                **(
-                    {f"gate_champion_{metric}": champion_score}
-                    if champion_score is not None
-                    else {}
-                ),
+                "registered.version": str(number),
+                "gate.decision": "promoted" if decision.promote else "rejected",
+                "dagster.run_url": tags["dagster.run_url"],
             }
         )
-        mlflow.set_tags({"registered.version": str(number), "gate.decision": tags["gate.decision"]})
     context.log.info(f"{registry.model_name} v{number}: {decision.reason}")
     record = {
         "name": registry.model_name,
         "version": number,
         "champion": decision.promote,
         "champion_version": number if decision.promote else decision.champion_version,
+        "previous_champion": promotion.previous_champion,
         "metric": metric,
         "reason": decision.reason,
         "challenger_score": decision.challenger,
-        "champion_score": champion_score,
+        "champion_score": decision.champion,
         "baseline_score": decision.baseline,
         "run_id": trained_model["run_id"],
     }
@@ -265,9 +288,8 @@ def registered_model(
             "version": number,
             "champion": decision.promote,
             "decision": decision.reason,
-            f"challenger_{metric}": decision.challenger,
-            f"baseline_{metric}": decision.baseline,
-            **({f"champion_{metric}": champion_score} if champion_score is not None else {}),
+            **{k: float(v) for k, v in promotion.challenger_metrics.items()},
+            **{k: float(v) for k, v in decision.numbers().items()},
             "model_version": dg.MetadataValue.url(registry.version_url(number)),
             "mlflow_run": dg.MetadataValue.url(
                 registry.run_url(trained_model["experiment_id"], trained_model["run_id"])
@@ -276,18 +298,32 @@ def registered_model(
     )
     comparison = pd.DataFrame(
         [
-            {"model": f"challenger v{number}", **trained_model["holdout_metrics"]},
+            {"model": f"challenger v{number}", **promotion.challenger_metrics},
             {"model": "prior baseline", **trained_model["baseline_metrics"]},
             *(
-                [{"model": f"champion v{champion.version}", **champion_metrics}]
-                if champion is not None and champion_metrics
+                [{"model": f"champion v{decision.champion_version}", **promotion.champion_metrics}]
+                if promotion.champion_metrics
                 else []
             ),
         ]
     )
+    bad_model = decision.checks.get("floors") == "failed" or decision.checks.get("baseline") == (
+        "failed"
+    )
     yield dg.AssetCheckResult(
         check_name="promotion_gate",
         passed=decision.promote,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={"reason": decision.reason, "scores": markdown_table(comparison)},
+        severity=dg.AssetCheckSeverity.ERROR if bad_model else dg.AssetCheckSeverity.WARN,
+        metadata={
+            "reason": decision.reason,
+            "scores": markdown_table(comparison),
+            "checks": dg.MetadataValue.json(decision.checks),
+            **{k: float(v) for k, v in decision.numbers().items()},
+        },
     )
+
+
+def _latest_data_version(context: dg.AssetExecutionContext, key: str) -> str | None:
+    event = context.instance.get_latest_materialization_event(dg.AssetKey(key))
+    materialization = event.asset_materialization if event else None
+    return (materialization.tags or {}).get("dagster/data_version") if materialization else None

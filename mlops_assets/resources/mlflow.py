@@ -12,8 +12,10 @@ run id, which is what the assets want. It falls short in three ways, handled her
 
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,8 @@ from mlops_assets.training.pipeline import SKOPS_TRUSTED_TYPES
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+# flock is per open file description, not per thread: threads also take this lock.
+_THREAD_LOCK = threading.RLock()
 
 
 def configure_mlflow_environment() -> None:
@@ -149,18 +153,61 @@ class ModelRegistry(dg.ConfigurableResource):
     def set_alias(self, alias: str, version: int) -> None:
         self.client().set_registered_model_alias(self.model_name, alias, str(version))
 
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Serialise read-champion / register / move-alias. Across Dagster runs the
+        `mlflow_registry` pool does it; this file lock also covers other processes and threads
+        sharing a local SQLite store."""
+        if not self.tracking_uri.startswith("sqlite:///"):
+            yield
+            return
+        import fcntl
+
+        path = Path(self.tracking_uri.removeprefix("sqlite:///") + ".registry.lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _THREAD_LOCK, path.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def move_champion(self, version: int, tags: dict[str, str]) -> int | None:
+        """Point `champion` at `version`, recording the one it replaces; the alias moves last,
+        so a crash before it leaves the old champion in place. Returns the previous champion."""
+        current = self.version_for_alias(CHAMPION)
+        previous = None if current is None else int(current.version)
+        if previous == version:
+            return previous
+        self.tag_version(
+            version,
+            {
+                **tags,
+                "champion.previous": "" if previous is None else str(previous),
+                "champion.since": datetime.now(UTC).isoformat(timespec="seconds"),
+            },
+        )
+        self.set_alias(CHAMPION, version)
+        return previous
+
+    def versions(self) -> list[Any]:
+        found = self.client().search_model_versions(f"name = '{self.model_name}'")
+        return sorted(found, key=lambda v: int(v.version))
+
     def tag_version(self, version: int, tags: dict[str, str]) -> None:
         client = self.client()
         for key, value in tags.items():
             client.set_model_version_tag(self.model_name, str(version), key, value)
 
     def load_model(self, version: int) -> Any:
-        """Load a registered sklearn model from its skops file with our own trusted-types list;
-        the list the artifact carries about itself is not trusted, and no pickle path exists."""
+        return self.load_model_uri(f"models:/{self.model_name}/{version}")
+
+    def load_model_uri(self, uri: str) -> Any:
+        """Load an sklearn model from its skops file with our own trusted-types list; the list
+        the artifact carries about itself is not trusted, and no pickle path exists."""
         import skops.io
         from mlflow.artifacts import download_artifacts
 
-        uri = f"models:/{self.model_name}/{version}"
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(
                 download_artifacts(artifact_uri=uri, dst_path=tmp, tracking_uri=self.tracking_uri)
@@ -169,7 +216,7 @@ class ModelRegistry(dg.ConfigurableResource):
             flavor = spec.get("flavors", {}).get("sklearn", {})
             if flavor.get("serialization_format") != "skops":
                 raise ValueError(
-                    f"{self.model_name} v{version} is not stored as skops "
+                    f"{uri} is not stored as skops "
                     f"({flavor.get('serialization_format')!r}); refusing to unpickle it"
                 )
             return skops.io.load(local / flavor["pickled_model"], trusted=SKOPS_TRUSTED_TYPES)
