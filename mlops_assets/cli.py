@@ -7,8 +7,12 @@ import shutil
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlops_assets.settings import Settings
+
+if TYPE_CHECKING:
+    from mlops_assets.resources.mlflow import ModelRegistry
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
@@ -49,6 +53,9 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     if champion:
         metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(champion["metrics"].items()))
         print(f"champion: {champion['model']} v{champion['version']} ({metrics})")
+        for key, value in champion["lineage"].items():
+            if value:
+                print(f"  {key}: {value}")
     else:
         print("champion: none yet (run `mlops-assets run`)")
     for key, asset in state["assets"].items():
@@ -71,6 +78,55 @@ def _trigger(args: argparse.Namespace, settings: Settings) -> int:
     line = f"run {result.run_id} {result.status} after {result.seconds:.0f} s: {result.url}"
     print(line, file=sys.stdout if result.success else sys.stderr)
     return 0 if result.success else 1
+
+
+def _registry(settings: Settings) -> "ModelRegistry":
+    from mlops_assets.home import prepare_home
+    from mlops_assets.resources.mlflow import ModelRegistry
+
+    prepare_home(settings)
+    return ModelRegistry(
+        tracking_uri=settings.tracking_uri, model_name=settings.registered_model_name
+    )
+
+
+def _who() -> str:
+    import getpass
+
+    return os.environ.get("MLOPS_USER") or getpass.getuser()
+
+
+def _rollback(args: argparse.Namespace, settings: Settings) -> int:
+    from mlops_assets.resources.mlflow import RegistryError
+
+    registry = _registry(settings)
+    try:
+        old, new = registry.rollback(args.to, args.reason, _who())
+    except RegistryError as exc:
+        print(f"mlops-assets: {exc}", file=sys.stderr)
+        return 2
+    print(f"champion of {registry.model_name}: v{old} -> v{new} ({args.reason})")
+    return 0
+
+
+def _promote(args: argparse.Namespace, settings: Settings) -> int:
+    from mlops_assets.resources.mlflow import RegistryError
+
+    if not args.force:
+        print(
+            "mlops-assets: promote bypasses the gate; pass --force and --reason to do it",
+            file=sys.stderr,
+        )
+        return 2
+    registry = _registry(settings)
+    try:
+        old = registry.force_promote(args.version, args.reason, _who())
+    except RegistryError as exc:
+        print(f"mlops-assets: {exc}", file=sys.stderr)
+        return 2
+    before = f"v{old}" if old is not None else "none"
+    print(f"champion of {registry.model_name}: {before} -> v{args.version} (forced: {args.reason})")
+    return 0
 
 
 def _schema_infer(args: argparse.Namespace, settings: Settings) -> int:
@@ -128,6 +184,19 @@ def build_parser() -> argparse.ArgumentParser:
     trig.add_argument("--url", help="Dagster webserver URL (default: MLOPS_DAGSTER_UI_URL)")
     trig.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait")
     trig.set_defaults(handler=_trigger)
+
+    rollback = commands.add_parser(
+        "rollback", help="move `champion` back (default: to the previous champion)"
+    )
+    rollback.add_argument("--to", type=int, help="the version to make champion")
+    rollback.add_argument("--reason", default="manual rollback", help="recorded as a tag")
+    rollback.set_defaults(handler=_rollback)
+
+    promote = commands.add_parser("promote", help="make VERSION champion, bypassing the gate")
+    promote.add_argument("version", type=int)
+    promote.add_argument("--force", action="store_true", help="required: the gate is bypassed")
+    promote.add_argument("--reason", required=True, help="why; recorded as a tag")
+    promote.set_defaults(handler=_promote)
 
     schema = commands.add_parser("schema", help="schemas for your own data")
     schema_commands = schema.add_subparsers(dest="schema_command", required=True)

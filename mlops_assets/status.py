@@ -40,10 +40,23 @@ def champion_state(settings: Settings) -> dict[str, Any] | None:
         for name, value in (run.data.metrics if run else {}).items()
         if name.startswith("holdout_")
     }
+    tags = version.tags or {}
     return {
         "model": settings.registered_model_name,
         "version": int(version.version),
         "metrics": metrics,
+        "lineage": {
+            "mlflow_run_id": version.run_id,
+            "dagster_run_id": tags.get("dagster.run_id"),
+            "dagster_run_url": tags.get("dagster.run_url"),
+            "dataset_fingerprint": tags.get("dataset.fingerprint"),
+            "rows": tags.get("manifest.rows"),
+            "git_commit": tags.get("manifest.git_commit"),
+            "gate": tags.get("gate.reason"),
+            "champion_since": tags.get("champion.since"),
+            "champion_reason": tags.get("champion.reason"),
+            "previous_champion": tags.get("champion.previous") or None,
+        },
     }
 
 

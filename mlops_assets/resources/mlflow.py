@@ -114,6 +114,10 @@ def dagster_mlflow_run(mlf: Any) -> Iterator[Any]:
     mlflow.end_run()
 
 
+class RegistryError(RuntimeError):
+    """A registry operation a user asked for that cannot be done as asked."""
+
+
 class ModelRegistry(dg.ConfigurableResource):
     """The MLflow model registry: versions, aliases, and loading models safely."""
 
@@ -189,6 +193,57 @@ class ModelRegistry(dg.ConfigurableResource):
         )
         self.set_alias(CHAMPION, version)
         return previous
+
+    def rollback(self, to: int | None, reason: str, by: str) -> tuple[int, int]:
+        """Move `champion` back: to `to`, or to the champion before the current one."""
+        with self.lock():
+            current = self.version_for_alias(CHAMPION)
+            if current is None:
+                raise RegistryError(f"{self.model_name} has no champion to roll back")
+            if to is None:
+                previous = (current.tags or {}).get("champion.previous", "")
+                if not previous:
+                    raise RegistryError(
+                        f"{self.model_name} v{current.version} records no previous champion; "
+                        "name one with --to VERSION"
+                    )
+                to = int(previous)
+            self._require(to)
+            self.tag_version(
+                int(current.version), {"rollback.replaced_by": str(to), "rollback.reason": reason}
+            )
+            self.move_champion(
+                to,
+                {
+                    "champion.reason": f"rolled back from v{current.version} by {by}: {reason}",
+                    "rollback.by": by,
+                    "rollback.reason": reason,
+                    "rollback.from": str(current.version),
+                },
+            )
+            return int(current.version), to
+
+    def force_promote(self, version: int, reason: str, by: str) -> int | None:
+        """The human override: `champion` moves to `version` whatever the gate said."""
+        with self.lock():
+            self._require(version)
+            return self.move_champion(
+                version,
+                {
+                    "champion.reason": f"promoted by {by}, bypassing the gate: {reason}",
+                    "promoted.by": by,
+                    "promoted.reason": reason,
+                    "promoted.forced": "true",
+                },
+            )
+
+    def _require(self, version: int) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client().get_model_version(self.model_name, str(version))
+        except MlflowException as exc:
+            raise RegistryError(f"{self.model_name} has no version {version}") from exc
 
     def versions(self) -> list[Any]:
         found = self.client().search_model_versions(f"name = '{self.model_name}'")
