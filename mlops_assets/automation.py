@@ -24,6 +24,7 @@ from mlops_assets.settings import Settings
 
 PACKAGE = Path(__file__).parent
 RAW = dg.AssetKey("raw_dataset")
+PREDICTIONS = dg.AssetKey("batch_predictions")
 
 TRANSIENT_RETRY = dg.RetryPolicy(max_retries=3, delay=1, backoff=dg.Backoff.EXPONENTIAL)
 
@@ -33,7 +34,8 @@ _CODE = {
     "validated_dataset": ("sources.py", "quality", "assets/data.py"),
     "quarantined_rows": ("sources.py", "quality", "assets/data.py"),
     "trained_model": ("training", "assets/model.py"),
-    "registered_model": ("gate.py", "training/evaluate.py", "assets/model.py"),
+    "registered_model": ("gate.py", "promotion.py", "training/evaluate.py", "assets/model.py"),
+    "batch_predictions": ("assets/serving.py", "quality"),
 }
 # Steps whose name differs from the asset they materialize.
 _STEP_ASSETS = {"validation": ("validated_dataset", "quarantined_rows")}
@@ -89,44 +91,73 @@ def _latest_data_version(instance: dg.DagsterInstance, key: dg.AssetKey) -> str 
     return (materialization.tags or {}).get("dagster/data_version") if materialization else None
 
 
-def landing_decision(
-    scanned: dict[str, tuple[int, int, str]], latest_raw_version: str | None, landing_dir: Path
+def folder_decision(
+    sensor: str,
+    scanned: dict[str, tuple[int, int, str]],
+    consumed_version: str | None,
+    folder: Path,
+    consumer: str,
 ) -> dg.RunRequest | dg.SkipReason:
+    """`consumed_version` is the data version of the asset that reads the folder; it starts with
+    the same content fingerprint when that asset last read exactly these files."""
     from mlops_assets.sources import fingerprint
 
     if not scanned:
-        return dg.SkipReason(f"the landing folder {landing_dir} holds no CSV or Parquet file")
+        return dg.SkipReason(f"{folder} holds no CSV or Parquet file")
     current = fingerprint([(name, entry[2]) for name, entry in scanned.items()])
-    if current == latest_raw_version:
+    if consumed_version is not None and consumed_version.split("@")[0] == current:
         return dg.SkipReason(
-            f"no new or changed files: the {len(scanned)} file(s) in {landing_dir} are what "
-            f"raw_dataset last read (data version {current})"
+            f"no new or changed files: the {len(scanned)} file(s) in {folder} are what "
+            f"{consumer} last read (fingerprint {current})"
         )
     return dg.RunRequest(
         run_key=current,
-        tags={"mlops/trigger": "landing_sensor", "mlops/fingerprint": current},
+        tags={"mlops/trigger": sensor, "mlops/fingerprint": current},
     )
 
 
-def build_landing_sensor(settings: Settings, job: Any) -> dg.SensorDefinition:
-    landing_dir = settings.landing_dir
-
+def _folder_sensor(
+    name: str, folder: Path, consumer: dg.AssetKey, interval: int, description: str, **target: Any
+) -> dg.SensorDefinition:
     @dg.sensor(
-        name="landing_sensor",
-        job=job,
-        minimum_interval_seconds=settings.sensor_interval,
+        name=name,
+        minimum_interval_seconds=interval,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"Requests the whole graph when files in {landing_dir} change content.",
+        description=description,
+        **target,
     )
-    def landing_sensor(context: dg.SensorEvaluationContext) -> Any:
+    def folder_sensor(context: dg.SensorEvaluationContext) -> Any:
         from mlops_assets.sources import scan_landing
 
         known = {k: tuple(v) for k, v in json.loads(context.cursor or "{}").items()}
-        scanned = scan_landing(landing_dir, known)
+        scanned = scan_landing(folder, known)
         context.update_cursor(json.dumps(scanned, sort_keys=True))
-        return landing_decision(scanned, _latest_data_version(context.instance, RAW), landing_dir)
+        consumed = _latest_data_version(context.instance, consumer)
+        return folder_decision(name, scanned, consumed, folder, consumer.to_user_string())
 
-    return landing_sensor
+    return folder_sensor
+
+
+def build_landing_sensor(settings: Settings, job: Any) -> dg.SensorDefinition:
+    return _folder_sensor(
+        "landing_sensor",
+        settings.landing_dir,
+        RAW,
+        settings.sensor_interval,
+        f"Requests the whole graph when files in {settings.landing_dir} change content.",
+        job=job,
+    )
+
+
+def build_scoring_sensor(settings: Settings) -> dg.SensorDefinition:
+    return _folder_sensor(
+        "scoring_sensor",
+        settings.scoring_dir,
+        PREDICTIONS,
+        settings.sensor_interval,
+        f"Requests batch_predictions when files in {settings.scoring_dir} change content.",
+        asset_selection=[PREDICTIONS],
+    )
 
 
 def build_automation_sensor(settings: Settings) -> dg.AutomationConditionSensorDefinition:

@@ -4,11 +4,13 @@ import dagster as dg
 
 from mlops_assets.assets.data import raw_dataset, validation
 from mlops_assets.assets.model import registered_model, trained_model
+from mlops_assets.assets.serving import batch_predictions
 from mlops_assets.automation import (
     apply_policy,
     build_automation_sensor,
     build_failure_sensor,
     build_landing_sensor,
+    build_scoring_sensor,
 )
 from mlops_assets.resources.dataset import DatasetSource
 from mlops_assets.resources.gate import GatePolicy
@@ -36,6 +38,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             target=settings.target,
             schema_path=str(settings.schema_path) if settings.schema_path else None,
             project_dir=str(settings.project_dir),
+            scoring_dir=str(settings.scoring_dir),
         ),
         "gate_policy": GatePolicy(
             floors_json=settings.gate_floors,
@@ -65,10 +68,13 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         dg.multiprocess_executor if settings.executor == "multiprocess" else dg.in_process_executor
     )
     return dg.Definitions(
-        assets=apply_policy([raw_dataset, validation, trained_model, registered_model]),
+        assets=apply_policy(
+            [raw_dataset, validation, trained_model, registered_model, batch_predictions]
+        ),
         jobs=[pipeline_job],
         sensors=[
             build_landing_sensor(settings, pipeline_job),
+            build_scoring_sensor(settings),
             build_automation_sensor(settings),
             build_failure_sensor(settings),
         ],

@@ -321,9 +321,10 @@ def detect_drift(
         raise ValueError(f"bins must be at least 2, got {bins}")
     if max_ks_rows < 1:
         raise ValueError(f"max_ks_rows must be positive, got {max_ks_rows}")
-    names = [str(c) for c in (reference.columns if features is None else features)]
-    missing_ref = [c for c in names if c not in reference.columns]
-    missing_cur = [c for c in names if c not in current.columns]
+    keys = list(reference.columns if features is None else features)
+    names = [str(c) for c in keys]
+    missing_ref = [str(c) for c in keys if c not in reference.columns]
+    missing_cur = [str(c) for c in keys if c not in current.columns]
     if missing_ref or missing_cur:
         raise ValueError(
             "features missing from "
@@ -340,15 +341,15 @@ def detect_drift(
     forced = {str(c) for c in categorical}
 
     rows = []
-    for i, name in enumerate(names):
+    for i, (key, name) in enumerate(zip(keys, names, strict=True)):
         # The reference decides: current values that do not parse as numbers count as missing.
-        kind = CATEGORICAL if name in forced else feature_kind(reference[name])
+        kind = CATEGORICAL if name in forced else feature_kind(reference[key])
         if kind == NUMERIC:
             value, statistic, p_value = _numeric_drift(
-                reference[name], current[name], bins, max_ks_rows, seed + i
+                reference[key], current[key], bins, max_ks_rows, seed + i
             )
         else:
-            value, statistic, p_value = _categorical_drift(reference[name], current[name])
+            value, statistic, p_value = _categorical_drift(reference[key], current[key])
         drifted = is_drifted(value, p_value, thresholds, n_tests=len(names))
         rows.append((name, kind, value, statistic, p_value, drifted))
     table = pd.DataFrame(rows, columns=list(COLUMNS))

@@ -275,7 +275,7 @@ def _e(value: Any) -> str:
 def _number(value: Any, digits: int = 4) -> str:
     if value is None:
         return "—"
-    if isinstance(value, bool):
+    if isinstance(value, bool | np.bool_):
         return "yes" if value else "no"
     if isinstance(value, int | np.integer):
         return f"{int(value):,}"
@@ -290,7 +290,7 @@ def _number(value: Any, digits: int = 4) -> str:
 
 
 def _as_float(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
+    if value is None or isinstance(value, bool | np.bool_):
         return None
     try:
         number = float(value)
@@ -484,16 +484,23 @@ def _frame_table(frame: pd.DataFrame, index_label: str = "") -> str:
     """Any DataFrame as a table; its index is the first column unless it is a plain RangeIndex."""
     show_index = not isinstance(frame.index, pd.RangeIndex) or frame.index.name is not None
     columns = [str(c) for c in frame.columns]
+    align = [
+        " class='num'"
+        if pd.api.types.is_numeric_dtype(frame.iloc[:, j])
+        and not pd.api.types.is_bool_dtype(frame.iloc[:, j])
+        else ""
+        for j in range(len(columns))
+    ]
     label = index_label or str(frame.index.name or "")
     head = (f"<th>{_e(label)}</th>" if show_index else "") + "".join(
-        f"<th class='num'>{_e(c)}</th>" for c in columns
+        f"<th{a}>{_e(c)}</th>" for c, a in zip(columns, align, strict=True)
     )
     rows = []
     for i, key in enumerate(frame.index):
         first = f"<td>{_e(key)}</td>" if show_index else ""
         # iat keeps each column's dtype (iterrows would turn an int support into a float).
         cells = "".join(
-            f"<td class='num'>{_number(frame.iat[i, j])}</td>" for j in range(len(columns))
+            f"<td{align[j]}>{_number(frame.iat[i, j])}</td>" for j in range(len(columns))
         )
         rows.append(f"<tr>{first}{cells}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"

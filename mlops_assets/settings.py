@@ -18,6 +18,7 @@ class Settings:
     project_dir: Path
     home: Path
     landing_dir: Path
+    scoring_dir: Path
     dagster_home: Path
     tracking_uri: str
     artifacts_dir: Path
@@ -71,6 +72,7 @@ class Settings:
             project_dir=project,
             home=home,
             landing_dir=path("MLOPS_LANDING_DIR", project / "data" / "landing"),
+            scoring_dir=path("MLOPS_SCORING_DIR", project / "data" / "scoring"),
             # An explicit DAGSTER_HOME or MLFLOW_TRACKING_URI wins over MLOPS_HOME.
             dagster_home=path("DAGSTER_HOME", home / "dagster"),
             tracking_uri=env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}",
@@ -101,5 +103,12 @@ class Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
     def ensure_dirs(self) -> None:
-        for folder in (self.home, self.landing_dir, self.dagster_home, self.artifacts_dir):
+        folders = (
+            self.home,
+            self.landing_dir,
+            self.scoring_dir,
+            self.dagster_home,
+            self.artifacts_dir,
+        )
+        for folder in folders:
             folder.mkdir(parents=True, exist_ok=True)

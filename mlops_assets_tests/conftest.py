@@ -69,7 +69,8 @@ class Project:
     def stored(self, asset: str) -> Path:
         suffix = (
             ".parquet"
-            if asset in {"raw_dataset", "validated_dataset", "quarantined_rows"}
+            if asset
+            in {"raw_dataset", "validated_dataset", "quarantined_rows", "batch_predictions"}
             else ".json"
         )
         return self.settings.storage_dir / f"{asset}{suffix}"

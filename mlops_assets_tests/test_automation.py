@@ -17,7 +17,13 @@ from mlops_assets.resources.mlflow import ModelRegistry
 
 from .conftest import Project, failure_messages
 
-DOWNSTREAM = {"validated_dataset", "quarantined_rows", "trained_model", "registered_model"}
+DOWNSTREAM = {
+    "validated_dataset",
+    "quarantined_rows",
+    "trained_model",
+    "registered_model",
+    "batch_predictions",
+}
 
 
 def _tick(project: Project, cursor: str | None = None) -> Any:
@@ -147,7 +153,12 @@ def test_policy_is_applied_to_every_asset(project: Project) -> None:
             assert node.automation_condition == downstream_condition()
     assert code_version(["gate.py"]) != code_version(["sources.py"])
     sensors = {s.name: s for s in project.definitions().sensors}
-    assert set(sensors) == {"landing_sensor", "automation", "run_failure_recorder"}
+    assert set(sensors) == {
+        "landing_sensor",
+        "scoring_sensor",
+        "automation",
+        "run_failure_recorder",
+    }
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
 
 

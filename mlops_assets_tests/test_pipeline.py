@@ -41,6 +41,7 @@ def test_demo_data_end_to_end(project: Project) -> None:
         "quarantined_rows",
         "trained_model",
         "registered_model",
+        "batch_predictions",
     }
     assert _checks(result) == {
         "raw_dataset:files_readable": True,
@@ -242,3 +243,39 @@ def test_demo_source_name(project: Project) -> None:
     raw = read_frame(project.stored("raw_dataset"))
     assert set(raw["_source_file"]) == {DEMO_SOURCE}
     assert _metadata(result, "trained_model")["n_estimators"] == 10
+
+
+def test_batch_predictions_use_the_champion_and_refuse_bad_input(
+    project: Project, demo_frame: pd.DataFrame
+) -> None:
+    scoring = project.settings.scoring_dir
+    demo_frame.drop(columns=["target"]).head(50).to_csv(scoring / "today.csv", index=False)
+    result = project.materialize(run_config=_quick())
+    assert result.success, failure_messages(result)
+    predictions = read_frame(project.stored("batch_predictions"))
+    assert len(predictions) == 50
+    assert set(predictions["model_version"]) == {1}
+    assert set(predictions["prediction"]) <= {0, 1}
+    assert (predictions["confidence"] > 0.5).all()
+    assert set(predictions["_source_file"]) == {"today.csv"}
+    metadata = _metadata(result, "batch_predictions")
+    assert metadata["model_version"] == 1 and metadata["dagster/row_count"] == 50
+
+    # A file that breaks the schema (a missing feature) is refused, naming file and column.
+    demo_frame.drop(columns=["target", "mean area"]).head(5).to_csv(
+        scoring / "broken.csv", index=False
+    )
+    job = (
+        project.definitions()
+        .resolve_implicit_global_asset_job_def()
+        .get_subset(asset_selection={dg.AssetKey("batch_predictions")})
+    )
+    refused = job.execute_in_process(instance=project.instance, raise_on_error=False)
+    assert not refused.success
+    message = failure_messages(refused)
+    assert "broken.csv: column 'mean area': column_in_dataframe" in message
+    assert len(read_frame(project.stored("batch_predictions"))) == 50  # the last good ones stay
+
+
+def _quick() -> dict:
+    return {"ops": {"trained_model": {"config": {"n_estimators": [10], "cv_folds": 2}}}}

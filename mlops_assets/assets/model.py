@@ -282,8 +282,12 @@ def registered_model(
         "baseline_score": decision.baseline,
         "run_id": trained_model["run_id"],
     }
+    champion_now = number if decision.promote else decision.champion_version
     yield dg.Output(
         record,
+        # Keyed on the champion, so what depends on the champion (batch predictions) re-runs
+        # when it changes, not each time a rejected challenger is registered.
+        data_version=dg.DataVersion(f"{registry.model_name}@{champion_now}"),
         metadata={
             "version": number,
             "champion": decision.promote,

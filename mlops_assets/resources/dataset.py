@@ -15,6 +15,7 @@ class DatasetSource(dg.ConfigurableResource):
     quarantine_dir: str
     target: str = "target"
     schema_path: str | None = None
+    scoring_dir: str = "data/scoring"
     project_dir: str = "."
 
     def read(self) -> Any:
