@@ -36,6 +36,7 @@ _CODE = {
     "trained_model": ("training", "assets/model.py"),
     "registered_model": ("gate.py", "promotion.py", "training/evaluate.py", "assets/model.py"),
     "batch_predictions": ("assets/serving.py", "quality"),
+    "drift_report": ("assets/monitoring.py", "drift.py"),
 }
 # Steps whose name differs from the asset they materialize.
 _STEP_ASSETS = {"validation": ("validated_dataset", "quarantined_rows")}

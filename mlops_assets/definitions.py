@@ -4,6 +4,7 @@ import dagster as dg
 
 from mlops_assets.assets.data import raw_dataset, validation
 from mlops_assets.assets.model import registered_model, trained_model
+from mlops_assets.assets.monitoring import drift_report
 from mlops_assets.assets.serving import batch_predictions
 from mlops_assets.automation import (
     apply_policy,
@@ -50,6 +51,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             tracking_uri=settings.tracking_uri,
             model_name=settings.registered_model_name,
             mlflow_ui_url=settings.mlflow_ui_url,
+            reports_dir=str(settings.reports_dir),
         ),
         "mlflow_tracking": mlflow_tracking.configured(
             {
@@ -69,7 +71,14 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     )
     return dg.Definitions(
         assets=apply_policy(
-            [raw_dataset, validation, trained_model, registered_model, batch_predictions]
+            [
+                raw_dataset,
+                validation,
+                drift_report,
+                trained_model,
+                registered_model,
+                batch_predictions,
+            ]
         ),
         jobs=[pipeline_job],
         sensors=[

@@ -44,6 +44,11 @@ class Settings:
         return self.home / "storage"
 
     @property
+    def reports_dir(self) -> Path:
+        """Plots and per-version HTML model reports, readable without any server."""
+        return self.home / "reports"
+
+    @property
     def quarantine_dir(self) -> Path:
         return self.home / "quarantine"
 

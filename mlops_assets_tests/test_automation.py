@@ -23,6 +23,7 @@ DOWNSTREAM = {
     "trained_model",
     "registered_model",
     "batch_predictions",
+    "drift_report",
 }
 
 

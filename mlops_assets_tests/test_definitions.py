@@ -14,7 +14,7 @@ def test_definitions_load_and_validate() -> None:
 def test_asset_keys_and_lineage() -> None:
     graph = defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
-    assert keys == {*ASSET_KEYS, "quarantined_rows", "batch_predictions"}
+    assert keys == {*ASSET_KEYS, "quarantined_rows", "batch_predictions", "drift_report"}
 
     def parents(key: str) -> set[str]:
         return {k.to_user_string() for k in graph.get(dg.AssetKey(key)).parent_keys}
@@ -22,7 +22,8 @@ def test_asset_keys_and_lineage() -> None:
     assert parents("raw_dataset") == set()
     assert parents("validated_dataset") == {"raw_dataset"}
     assert parents("quarantined_rows") == {"raw_dataset"}
-    assert parents("trained_model") == {"validated_dataset"}
+    assert parents("trained_model") == {"validated_dataset", "drift_report"}
+    assert parents("drift_report") == {"raw_dataset"}
     assert parents("registered_model") == {"trained_model", "validated_dataset"}
     assert parents("batch_predictions") == {"registered_model"}
     groups = {k: graph.get(dg.AssetKey(k)).group_name for k in ASSET_KEYS}
@@ -45,6 +46,7 @@ def test_checks_and_which_ones_block() -> None:
         "validated_dataset:dataset_rules": True,
         "validated_dataset:rows_reconcile": True,
         "registered_model:promotion_gate": True,
+        "drift_report:no_drift": False,
     }
 
 

@@ -1,6 +1,8 @@
 """The whole graph, materialized in-process against a temporary Dagster instance and MLflow
 store: what lands in storage, in the event log and in the registry."""
 
+from pathlib import Path
+
 import dagster as dg
 import numpy as np
 import pandas as pd
@@ -42,12 +44,14 @@ def test_demo_data_end_to_end(project: Project) -> None:
         "trained_model",
         "registered_model",
         "batch_predictions",
+        "drift_report",
     }
     assert _checks(result) == {
         "raw_dataset:files_readable": True,
         "validated_dataset:dataset_rules": True,
         "validated_dataset:rows_reconcile": True,
         "registered_model:promotion_gate": True,
+        "drift_report:no_drift": True,
     }
 
     raw = _metadata(result, "raw_dataset")
@@ -153,7 +157,7 @@ def test_dataset_failure_keeps_previous_data_and_champion(
     assert _checks(result)["validated_dataset:dataset_rules"] is False
     # Nothing downstream ran; nothing was lost.
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert materialized == {"raw_dataset"}
+    assert materialized == {"raw_dataset", "drift_report"}
     assert project.stored("validated_dataset").read_bytes() == before
     assert project.champion_version() == 1
     assert path.exists()
@@ -279,3 +283,58 @@ def test_batch_predictions_use_the_champion_and_refuse_bad_input(
 
 def _quick() -> dict:
     return {"ops": {"trained_model": {"config": {"n_estimators": [10], "cv_folds": 2}}}}
+
+
+def test_dashboard_plots_report_and_links(project: Project) -> None:
+    result = project.materialize(run_config=_quick())
+    assert result.success, failure_messages(result)
+    trained = _metadata(result, "trained_model")
+    assert trained["confusion_matrix"].startswith("![confusion_matrix](data:image/png;base64,")
+    assert "roc" in trained
+    registered = _metadata(result, "registered_model")
+    report = Path(registered["model_report"])
+    html = report.read_text()
+    assert report.name == "v1.html" and "breast_cancer_classifier" in html
+    assert "first model" in html and "data:image/png;base64," in html
+    client = project.registry().client()
+    version = client.get_model_version("breast_cancer_classifier", "1")
+    artifacts = {a.path for a in client.list_artifacts(version.run_id, "plots")}
+    assert {"plots/confusion_matrix.png", "plots/roc.png"} <= artifacts
+    assert {a.path for a in client.list_artifacts(version.run_id, "report")} == {"report/v1.html"}
+    tags = version.tags
+    for key in (
+        "manifest.dataset_fingerprint",
+        "manifest.rows",
+        "manifest.seed",
+        "manifest.lock_hash",
+        "manifest.python",
+        "manifest.packages",
+        "manifest.code_versions",
+        "manifest.data_versions",
+        "manifest.schema_hash",
+        "dagster.run_url",
+    ):
+        assert key in tags, key
+    assert tags["manifest.rows"] == "569"
+    assert tags["dagster.run_url"].endswith(f"/runs/{result.run_id}")
+
+
+def test_drift_is_flagged_on_shifted_data_not_on_a_resample(
+    project: Project, demo_frame: pd.DataFrame
+) -> None:
+    assert project.materialize(run_config=_quick()).success
+    resample = demo_frame.sample(frac=0.5, random_state=3)  # a subsample: no duplicates
+    project.land("resample.csv", resample)
+    result = project.materialize(run_config=_quick())
+    assert result.success, failure_messages(result)
+    assert _checks(result)["drift_report:no_drift"] is True
+
+    shifted = demo_frame.copy()
+    shifted["mean radius"] *= 1.5
+    shifted["worst texture"] += 2 * shifted["worst texture"].std()
+    project.land("resample.csv", shifted)
+    result = project.materialize(run_config=_quick())
+    assert result.success, failure_messages(result)
+    assert _checks(result)["drift_report:no_drift"] is False
+    table = read_frame(project.settings.storage_dir / "drift_report.parquet")
+    assert {"mean radius", "worst texture"} <= set(table.loc[table["drifted"], "feature"])

@@ -124,6 +124,7 @@ class ModelRegistry(dg.ConfigurableResource):
     tracking_uri: str
     model_name: str
     mlflow_ui_url: str = "http://127.0.0.1:5000"
+    reports_dir: str = ".mlops/reports"
 
     def client(self) -> Any:
         from mlflow.tracking import MlflowClient
