@@ -6,6 +6,7 @@ Dataset-level failures (a missing, extra or mistyped column, too few rows, one c
 that is mostly bad) are collected, all at once, into the report: the caller refuses the data.
 """
 
+import copy
 import difflib
 from dataclasses import dataclass, field
 
@@ -173,6 +174,33 @@ def _coerced(frame: pd.DataFrame, schema: pa.DataFrameSchema) -> pd.DataFrame:
     return schema.coerce_dtype(frame) if stale else frame
 
 
+def _coercing_only_what_differs(
+    schema: pa.DataFrameSchema, data: pd.DataFrame
+) -> pa.DataFrameSchema:
+    """Pandera coerces every column when the schema says so, copying each; most columns of a
+    parsed file already have their dtype, so only the others are coerced."""
+    differs = {
+        name
+        for name, column in schema.columns.items()
+        if column.dtype is not None
+        and name in data.columns
+        and str(data[name].dtype) != str(column.dtype)
+    }
+    columns = {}
+    for name, column in schema.columns.items():
+        column = copy.copy(column)
+        column.coerce = name in differs
+        columns[name] = column
+    return pa.DataFrameSchema(
+        columns,
+        checks=schema.checks,
+        coerce=False,
+        strict=schema.strict,
+        name=schema.name,
+        metadata=schema.metadata,
+    )
+
+
 def _validate_file(
     source: str, part: pd.DataFrame, columns: list[str], dataset: DatasetSchema
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[DatasetFailure]]:
@@ -182,7 +210,7 @@ def _validate_file(
     if parse_failures:
         # A value that did not parse is reported once, as a dtype failure, not again as a null.
         data = data.drop(index=pd.Index(pd.concat(parse_failures)["index"]))
-    schema = dataset.validation_schema
+    schema = _coercing_only_what_differs(dataset.validation_schema, data)
     try:
         validated = schema.validate(data, lazy=True)
     except pa.errors.SchemaErrors as errors:
