@@ -23,6 +23,7 @@ import dagster as dg
 from mlops_assets.settings import Settings
 
 PACKAGE = Path(__file__).parent
+OWNER = "team:mlops"
 RAW = dg.AssetKey("raw_dataset")
 PREDICTIONS = dg.AssetKey("batch_predictions")
 
@@ -81,6 +82,7 @@ def apply_policy(assets: Sequence[dg.AssetsDefinition]) -> list[dg.AssetsDefinit
         return spec.replace_attributes(
             code_version=code_version(_CODE[name]),
             automation_condition=None if spec.key == RAW else downstream_condition(),
+            owners=[OWNER],
         )
 
     return [asset.map_asset_specs(policy) for asset in assets]

@@ -148,6 +148,8 @@ def test_policy_is_applied_to_every_asset(project: Project) -> None:
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.code_version and len(node.code_version) == 12
+        assert node.owners == ["team:mlops"]
+        assert node.description
         if key.to_user_string() == "raw_dataset":
             assert node.automation_condition is None
         else:
