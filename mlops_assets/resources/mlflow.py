@@ -22,7 +22,7 @@ from typing import Any
 import dagster as dg
 import yaml
 
-from mlops_assets.training.pipeline import SKOPS_TRUSTED_TYPES
+from mlops_assets.training.trusted import SKOPS_TRUSTED_TYPES
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"

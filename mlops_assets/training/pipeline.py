@@ -7,13 +7,9 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
-# Types a fitted pipeline holds beyond scikit-learn's estimators. Loading trusts exactly these,
-# never the list a model artifact carries about itself.
-SKOPS_TRUSTED_TYPES = [
-    "numpy.dtype",
-    "sklearn.tree._tree.Tree",
-    "sklearn.compose._column_transformer._RemainderColsList",
-]
+from mlops_assets.training.trusted import SKOPS_TRUSTED_TYPES
+
+__all__ = ["SKOPS_TRUSTED_TYPES", "build_pipeline", "split_columns"]
 
 
 def split_columns(features: pd.DataFrame) -> tuple[list[str], list[str]]:
