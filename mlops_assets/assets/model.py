@@ -139,6 +139,11 @@ def trained_model(
             config.seed,
         )
         example = result.split.train_x.head(5)
+        # Integer features are declared as doubles: the pipeline imputes missing values, and an
+        # int column in the signature would reject the NaN that pandas uses for them.
+        example = example.astype(
+            {c: "float64" for c in example.columns if pd.api.types.is_integer_dtype(example[c])}
+        )
         info = mlflow.sklearn.log_model(
             result.model,
             name="model",
