@@ -53,9 +53,9 @@ def champion_state(settings: Settings) -> dict[str, Any] | None:
             "rows": tags.get("manifest.rows"),
             "git_commit": tags.get("manifest.git_commit"),
             "gate": tags.get("gate.reason"),
-            "champion_since": tags.get("champion.since"),
+            "promoted_at": tags.get("promotion.at"),
             "champion_reason": tags.get("champion.reason"),
-            "previous_champion": tags.get("champion.previous") or None,
+            "previous_champion": tags.get("promotion.replaces") or None,
         },
     }
 

@@ -42,7 +42,7 @@ def test_rollback_and_promote_round_trip(
     assert project.champion_version() == 2
     tags = registry.client().get_model_version(registry.model_name, "2").tags
     assert tags["promoted.forced"] == "true" and tags["promoted.by"] == "alice"
-    assert tags["champion.previous"] == "1"
+    assert tags["promotion.replaces"] == "1"
 
     assert registry.rollback(None, "noisy model underperforms", "bob") == (2, 1)
     assert project.champion_version() == 1
@@ -132,9 +132,44 @@ def test_concurrent_registrations_are_unique_and_champion_always_passed(
     while current is not None:
         chain.append(int(current.version))
         assert current.tags["gate.decision"] == "promoted" or "promoted.forced" in current.tags
-        previous = current.tags.get("champion.previous")
+        previous = current.tags.get("promotion.replaces")
         current = (
             registry.client().get_model_version(registry.model_name, previous) if previous else None
         )
     promoted = {r.version for r in results if r.decision.promote}
     assert set(chain) == promoted
+
+
+def test_a_crash_before_the_alias_moves_leaves_the_champion_alone(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frame = load_breast_cancer(as_frame=True).frame
+    features = [c for c in frame.columns if c != "target"]
+    split = split_holdout(frame, features, "target", 0.25, 42)
+    baseline = baseline_score(split.train_x, split.train_y, split.test_x, split.test_y)
+    registry = _registry(project)
+    rules = GateRules(metric="f1_macro", floors={"f1_macro": 0.7}, require_significant=False)
+    (first, run_one, id_one), (second, run_two, id_two) = _logged_models(
+        project.settings.tracking_uri, project.settings.artifacts_dir, 2
+    )
+    assert gate_and_register(
+        registry, rules, split, first, run_one, id_one, baseline, {}
+    ).decision.promote
+
+    def crash(self: ModelRegistry, alias: str, version: int) -> None:
+        raise RuntimeError("killed between register and alias")
+
+    monkeypatch.setattr(ModelRegistry, "set_alias", crash)
+    with pytest.raises(RuntimeError, match="killed"):
+        gate_and_register(registry, rules, split, second, run_two, id_two, baseline, {})
+    # The version exists with its decision; the champion is still the one that passed.
+    champion = registry.version_for_alias(CHAMPION)
+    assert champion is not None and int(champion.version) == 1
+    assert [int(v.version) for v in registry.versions()] == [1, 2]
+    monkeypatch.undo()
+    # Re-running after the crash is safe: a new version, and the alias moves only on a pass.
+    again = gate_and_register(registry, rules, split, second, run_two, id_two, baseline, {})
+    assert again.version == 3
+    champion = registry.version_for_alias(CHAMPION)
+    assert champion is not None
+    assert int(champion.version) == (3 if again.decision.promote else 1)

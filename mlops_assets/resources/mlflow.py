@@ -178,8 +178,9 @@ class ModelRegistry(dg.ConfigurableResource):
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def move_champion(self, version: int, tags: dict[str, str]) -> int | None:
-        """Point `champion` at `version`, recording the one it replaces; the alias moves last,
-        so a crash before it leaves the old champion in place. Returns the previous champion."""
+        """Point `champion` at `version`, recording on it the version it replaces; the alias
+        moves last, so a crash before it leaves the old champion in place (the alias, not these
+        tags, says which version is champion). Returns the previous champion."""
         current = self.version_for_alias(CHAMPION)
         previous = None if current is None else int(current.version)
         if previous == version:
@@ -188,8 +189,8 @@ class ModelRegistry(dg.ConfigurableResource):
             version,
             {
                 **tags,
-                "champion.previous": "" if previous is None else str(previous),
-                "champion.since": datetime.now(UTC).isoformat(timespec="seconds"),
+                "promotion.replaces": "" if previous is None else str(previous),
+                "promotion.at": datetime.now(UTC).isoformat(timespec="seconds"),
             },
         )
         self.set_alias(CHAMPION, version)
@@ -202,7 +203,7 @@ class ModelRegistry(dg.ConfigurableResource):
             if current is None:
                 raise RegistryError(f"{self.model_name} has no champion to roll back")
             if to is None:
-                previous = (current.tags or {}).get("champion.previous", "")
+                previous = (current.tags or {}).get("promotion.replaces", "")
                 if not previous:
                     raise RegistryError(
                         f"{self.model_name} v{current.version} records no previous champion; "
