@@ -60,6 +60,7 @@ USER mlops
 
 EXPOSE 3000 4000 5000
 
-# docker-compose.yml sets the command per service; this default is the code server.
-CMD ["dagster", "code-server", "start", "-h", "0.0.0.0", "-p", "4000", \
-     "-m", "mlops_assets.definitions", "--location-name", "mlops_assets"]
+# One entry point, one role per service (docker-compose.yml sets the command): mlflow,
+# code-server, webserver, daemon. The tests run this same script (test_production.py).
+ENTRYPOINT ["/opt/dagster/app/deploy/entrypoint.sh"]
+CMD ["code-server"]
