@@ -38,6 +38,7 @@ _CODE = {
     "registered_model": ("gate.py", "promotion.py", "training/evaluate.py", "assets/model.py"),
     "batch_predictions": ("assets/serving.py", "quality"),
     "drift_report": ("assets/monitoring.py", "drift.py"),
+    "model_report": ("assets/report.py", "reporting.py"),
 }
 # Steps whose name differs from the asset they materialize.
 _STEP_ASSETS = {"validation": ("validated_dataset", "quarantined_rows")}

@@ -5,6 +5,7 @@ import dagster as dg
 from mlops_assets.assets.data import raw_dataset, validation
 from mlops_assets.assets.model import registered_model, trained_model
 from mlops_assets.assets.monitoring import drift_report
+from mlops_assets.assets.report import model_report
 from mlops_assets.assets.serving import batch_predictions
 from mlops_assets.automation import (
     apply_policy,
@@ -77,6 +78,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                 drift_report,
                 trained_model,
                 registered_model,
+                model_report,
                 batch_predictions,
             ]
         ),

@@ -24,6 +24,7 @@ DOWNSTREAM = {
     "registered_model",
     "batch_predictions",
     "drift_report",
+    "model_report",
 }
 
 

@@ -14,7 +14,13 @@ def test_definitions_load_and_validate() -> None:
 def test_asset_keys_and_lineage() -> None:
     graph = defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
-    assert keys == {*ASSET_KEYS, "quarantined_rows", "batch_predictions", "drift_report"}
+    assert keys == {
+        *ASSET_KEYS,
+        "quarantined_rows",
+        "batch_predictions",
+        "drift_report",
+        "model_report",
+    }
 
     def parents(key: str) -> set[str]:
         return {k.to_user_string() for k in graph.get(dg.AssetKey(key)).parent_keys}
@@ -26,6 +32,7 @@ def test_asset_keys_and_lineage() -> None:
     assert parents("drift_report") == {"raw_dataset"}
     assert parents("registered_model") == {"trained_model", "validated_dataset"}
     assert parents("batch_predictions") == {"registered_model"}
+    assert parents("model_report") == {"registered_model", "trained_model", "validated_dataset"}
     groups = {k: graph.get(dg.AssetKey(k)).group_name for k in ASSET_KEYS}
     assert groups == {
         "raw_dataset": "data",

@@ -45,6 +45,7 @@ def test_demo_data_end_to_end(project: Project) -> None:
         "registered_model",
         "batch_predictions",
         "drift_report",
+        "model_report",
     }
     assert _checks(result) == {
         "raw_dataset:files_readable": True,
@@ -288,11 +289,12 @@ def _quick() -> dict:
 def test_dashboard_plots_report_and_links(project: Project) -> None:
     result = project.materialize(run_config=_quick())
     assert result.success, failure_messages(result)
-    trained = _metadata(result, "trained_model")
-    assert trained["confusion_matrix"].startswith("![confusion_matrix](data:image/png;base64,")
-    assert "roc" in trained
-    registered = _metadata(result, "registered_model")
-    report = Path(registered["model_report"])
+    report_metadata = _metadata(result, "model_report")
+    assert report_metadata["confusion_matrix"].startswith(
+        "![confusion_matrix](data:image/png;base64,"
+    )
+    assert "roc" in report_metadata
+    report = Path(report_metadata["model_report"])
     html = report.read_text()
     assert report.name == "v1.html" and "breast_cancer_classifier" in html
     assert "first model" in html and "data:image/png;base64," in html

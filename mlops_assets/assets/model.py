@@ -1,6 +1,5 @@
 """trained_model -> registered_model, tracked in MLflow."""
 
-import base64
 import platform
 from collections.abc import Iterator
 from importlib.metadata import version as package_version
@@ -132,9 +131,8 @@ def trained_model(
                 "python": platform.python_version(),
             }
         )
-        plots = _log_plots_and_sample(
+        _log_training_sample(
             Path(registry.reports_dir) / "runs" / run.info.run_id,
-            result,
             validated_dataset[[*features, schema.target]],
             config.seed,
         )
@@ -174,7 +172,6 @@ def trained_model(
         "seed": config.seed,
         "holdout_fingerprint": result.split.holdout_fingerprint,
         "dataset_fingerprint": data_fingerprint,
-        "plots": {name: str(path) for name, path in plots.items()},
     }
     return dg.Output(
         record,
@@ -187,42 +184,19 @@ def trained_model(
             "mlflow_run": dg.MetadataValue.url(registry.run_url(experiment_id, run_id)),
             "model_uri": info.model_uri,
             "dataset_fingerprint": data_fingerprint,
-            **{name: _image_markdown(name, path) for name, path in plots.items()},
         },
     )
 
 
-def _image_markdown(name: str, path: Path) -> dg.MarkdownMetadataValue:
-    encoded = base64.b64encode(path.read_bytes()).decode()
-    return dg.MetadataValue.md(f"![{name}](data:image/png;base64,{encoded})")
-
-
-def _log_plots_and_sample(
-    folder: Path, result: Any, training_data: pd.DataFrame, seed: int
-) -> dict[str, Path]:
-    """Confusion matrix and ROC on the holdout, and a sample of the training data (what drift
-    is measured against), logged to the active MLflow run and kept under MLOPS_HOME/reports."""
+def _log_training_sample(folder: Path, training_data: pd.DataFrame, seed: int) -> None:
+    """A sample of the training data (what drift is measured against), logged with the model."""
     import mlflow
 
-    from mlops_assets.reporting import confusion_matrix_png, roc_png
-
-    split = result.split
-    predicted = result.model.predict(split.test_x)
-    plots = {
-        "confusion_matrix": confusion_matrix_png(
-            split.test_y, predicted, list(result.model.classes_), folder / "confusion_matrix.png"
-        )
-    }
-    roc = roc_png(result.model, split.test_y, folder / "roc.png", features=split.test_x)
-    if roc is not None:
-        plots["roc"] = roc
-    for path in plots.values():
-        mlflow.log_artifact(str(path), "plots")
+    folder.mkdir(parents=True, exist_ok=True)
     sample = training_data.sample(n=min(len(training_data), DRIFT_SAMPLE_ROWS), random_state=seed)
-    sample_path = folder / TRAINING_SAMPLE
-    sample.to_parquet(sample_path, index=False)
-    mlflow.log_artifact(str(sample_path), "data")
-    return plots
+    path = folder / TRAINING_SAMPLE
+    sample.to_parquet(path, index=False)
+    mlflow.log_artifact(str(path), "data")
 
 
 @dg.asset(
@@ -319,11 +293,6 @@ def registered_model(
                 "dagster.run_url": tags["dagster.run_url"],
             }
         )
-    report = _write_report(
-        registry, number, promotion, trained_model, validated_dataset, split, tags
-    )
-    with dagster_mlflow_run(mlflow_tracking):
-        mlflow.log_artifact(str(report), "report")
     context.log.info(f"{registry.model_name} v{number}: {decision.reason}")
     record = {
         "name": registry.model_name,
@@ -337,6 +306,10 @@ def registered_model(
         "champion_score": decision.champion,
         "baseline_score": decision.baseline,
         "run_id": trained_model["run_id"],
+        "challenger_metrics": promotion.challenger_metrics,
+        "champion_metrics": promotion.champion_metrics,
+        "gate_details": {**decision.checks, **decision.numbers()},
+        "dagster_run_url": tags["dagster.run_url"],
     }
     champion_now = number if decision.promote else decision.champion_version
     yield dg.Output(
@@ -354,8 +327,6 @@ def registered_model(
             "mlflow_run": dg.MetadataValue.url(
                 registry.run_url(trained_model["experiment_id"], trained_model["run_id"])
             ),
-            "model_report": dg.MetadataValue.path(str(report)),
-            "model_report_url": dg.MetadataValue.url(report.as_uri()),
         },
     )
     comparison = pd.DataFrame(
@@ -383,52 +354,6 @@ def registered_model(
             **{k: float(v) for k, v in decision.numbers().items()},
         },
     )
-
-
-def _write_report(
-    registry: ModelRegistry,
-    number: int,
-    promotion: Any,
-    trained_model: dict[str, Any],
-    validated_dataset: pd.DataFrame,
-    split: Any,
-    tags: dict[str, str],
-) -> Path:
-    from mlops_assets.reporting import model_report_html, per_class_report, summarize_data
-
-    decision = promotion.decision
-    labels = sorted(pd.unique(split.test_y))
-    html = model_report_html(
-        model_name=registry.model_name,
-        version=number,
-        challenger_metrics=promotion.challenger_metrics,
-        champion_metrics=promotion.champion_metrics,
-        baseline_metrics=trained_model["baseline_metrics"],
-        decision=decision.promote,
-        reason=decision.reason,
-        data_summary=summarize_data(
-            validated_dataset,
-            trained_model["target"],
-            trained_model["features"],
-            fingerprint=trained_model["dataset_fingerprint"],
-        ),
-        per_class=per_class_report(split.test_y, promotion.predictions, labels),
-        images={
-            name.replace("_", " ").title(): path
-            for name, path in trained_model.get("plots", {}).items()
-        },
-        champion_version=decision.champion_version,
-        gate_details={**decision.checks, **decision.numbers()},
-        links={
-            "MLflow run": registry.run_url(trained_model["experiment_id"], trained_model["run_id"]),
-            "Model version": registry.version_url(number),
-            "Dagster run": tags["dagster.run_url"],
-        },
-    )
-    path = Path(registry.reports_dir) / registry.model_name / f"v{number}.html"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(html)
-    return path
 
 
 def _latest_data_version(context: dg.AssetExecutionContext, key: str) -> str | None:

@@ -1,0 +1,112 @@
+"""model_report: plots and a static HTML report for each registered version.
+
+Downstream of registered_model, so drawing (matplotlib costs seconds to import) happens after
+the champion alias has moved, not before."""
+
+import base64
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from mlops_assets.automation import TRANSIENT_RETRY
+from mlops_assets.resources.mlflow import ModelRegistry, dagster_mlflow_run
+
+
+def _image_markdown(name: str, path: Path) -> dg.MarkdownMetadataValue:
+    encoded = base64.b64encode(path.read_bytes()).decode()
+    return dg.MetadataValue.md(f"![{name}](data:image/png;base64,{encoded})")
+
+
+def draw_plots(model: Any, split: Any, folder: Path) -> dict[str, Path]:
+    from mlops_assets.reporting import confusion_matrix_png, roc_png
+
+    predicted = model.predict(split.test_x)
+    plots = {
+        "confusion_matrix": confusion_matrix_png(
+            split.test_y, predicted, list(model.classes_), folder / "confusion_matrix.png"
+        )
+    }
+    roc = roc_png(model, split.test_y, folder / "roc.png", features=split.test_x)
+    if roc is not None:
+        plots["roc"] = roc
+    return plots
+
+
+@dg.asset(
+    group_name="model",
+    kinds={"mlflow", "html"},
+    retry_policy=TRANSIENT_RETRY,
+    description="For each registered version: confusion matrix and ROC on the holdout, and a "
+    "static HTML report (data summary, metrics vs champion and baseline, gate decision, "
+    "per-class table, plots), in MLflow and under MLOPS_HOME/reports.",
+)
+def model_report(
+    context: dg.AssetExecutionContext,
+    registry: ModelRegistry,
+    mlflow_tracking: dg.ResourceParam[Any],
+    registered_model: dict[str, Any],
+    trained_model: dict[str, Any],
+    validated_dataset: pd.DataFrame,
+) -> dg.Output[dict[str, Any]]:
+    import mlflow
+
+    from mlops_assets.reporting import model_report_html, per_class_report, summarize_data
+    from mlops_assets.training.sweep import split_holdout
+
+    number = int(registered_model["version"])
+    split = split_holdout(
+        validated_dataset,
+        trained_model["features"],
+        trained_model["target"],
+        trained_model["test_size"],
+        trained_model["seed"],
+    )
+    model = registry.load_model(number)
+    folder = Path(registry.reports_dir) / registry.model_name / f"v{number}"
+    folder.mkdir(parents=True, exist_ok=True)
+    plots = draw_plots(model, split, folder)
+    labels = sorted(pd.unique(split.test_y))
+    html = model_report_html(
+        model_name=registry.model_name,
+        version=number,
+        challenger_metrics=registered_model["challenger_metrics"],
+        champion_metrics=registered_model["champion_metrics"],
+        baseline_metrics=trained_model["baseline_metrics"],
+        decision=registered_model["champion"],
+        reason=registered_model["reason"],
+        data_summary=summarize_data(
+            validated_dataset,
+            trained_model["target"],
+            trained_model["features"],
+            fingerprint=trained_model["dataset_fingerprint"],
+        ),
+        per_class=per_class_report(split.test_y, model.predict(split.test_x), labels),
+        images={name.replace("_", " ").title(): path for name, path in plots.items()},
+        champion_version=registered_model["previous_champion"]
+        if registered_model["champion"]
+        else registered_model["champion_version"],
+        gate_details=registered_model["gate_details"],
+        links={
+            "MLflow run": registry.run_url(trained_model["experiment_id"], trained_model["run_id"]),
+            "Model version": registry.version_url(number),
+            "Dagster run": registered_model["dagster_run_url"],
+        },
+    )
+    report = folder.with_suffix(".html")
+    report.write_text(html)
+    with dagster_mlflow_run(mlflow_tracking):
+        for path in plots.values():
+            mlflow.log_artifact(str(path), "plots")
+        mlflow.log_artifact(str(report), "report")
+    context.log.info(f"model report for {registry.model_name} v{number}: {report}")
+    return dg.Output(
+        {"version": number, "report": str(report), "plots": {k: str(v) for k, v in plots.items()}},
+        metadata={
+            "version": number,
+            "model_report": dg.MetadataValue.path(str(report)),
+            "model_report_url": dg.MetadataValue.url(report.as_uri()),
+            **{name: _image_markdown(name, path) for name, path in plots.items()},
+        },
+    )
