@@ -3,7 +3,6 @@
 import argparse
 import json
 import os
-import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -27,19 +26,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _dev(args: argparse.Namespace, settings: Settings) -> int:
-    from mlops_assets.home import prepare_home
+    from mlops_assets.devserver import run_dev
 
-    prepare_home(settings)
-    dagster = shutil.which("dagster") or str(Path(sys.executable).with_name("dagster"))
-    workspace = settings.project_dir / "workspace.yaml"
-    command = [dagster, "dev", "--host", args.host, "--port", str(args.port)]
-    if workspace.is_file():
-        command += ["--workspace", str(workspace)]
-    else:
-        command += ["--module-name", "mlops_assets.definitions"]
-    print(f"mlops-assets: Dagster UI on http://{args.host}:{args.port} (Ctrl-C stops)", flush=True)
-    os.execv(command[0], command)
-    return 0  # pragma: no cover - execv does not return
+    return run_dev(settings, args.host, args.port, None if args.no_mlflow else args.mlflow_port)
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
@@ -165,6 +154,15 @@ def build_parser() -> argparse.ArgumentParser:
     dev = commands.add_parser("dev", help="start the Dagster UI and daemon (dagster dev)")
     dev.add_argument("--host", default=os.environ.get("MLOPS_HOST", "127.0.0.1"))
     dev.add_argument("--port", type=int, default=int(os.environ.get("MLOPS_PORT", "3000")))
+    dev.add_argument(
+        "--mlflow-port",
+        type=int,
+        default=int(os.environ.get("MLOPS_MLFLOW_PORT", "5000")),
+        help="port of the MLflow server started beside Dagster (default 5000)",
+    )
+    dev.add_argument(
+        "--no-mlflow", action="store_true", help="do not start an MLflow server; runs use the store"
+    )
     dev.set_defaults(handler=_dev)
 
     status = commands.add_parser(

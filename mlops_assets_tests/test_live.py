@@ -93,7 +93,16 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     (base / "landing").mkdir()
     log = (base / "dev.log").open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "mlops_assets.cli", "dev", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "mlops_assets.cli",
+            "dev",
+            "--port",
+            str(port),
+            "--mlflow-port",
+            str(_free_port()),
+        ],
         cwd=ROOT,
         env=env,
         stdout=log,
