@@ -174,6 +174,22 @@ def build_automation_sensor(settings: Settings) -> dg.AutomationConditionSensorD
     )
 
 
+def step_failure_messages(events: Iterable[Any]) -> list[str]:
+    """'step: what went wrong' for each step failure: the Failure's description, which names
+    file, column and rule, else the exception's message."""
+    messages = []
+    for event in events:
+        if event.event_type_value != "STEP_FAILURE":
+            continue
+        data = event.step_failure_data
+        user = data.user_failure_data if data else None
+        if user is not None and user.description:
+            messages.append(f"{event.step_key}: {user.description}")
+        elif data is not None and data.error is not None:
+            messages.append(f"{event.step_key}: {data.error.message.strip()}")
+    return messages
+
+
 def failed_assets(step_keys: Iterable[str]) -> list[dg.AssetKey]:
     keys: list[dg.AssetKey] = []
     for step in step_keys:
@@ -206,15 +222,7 @@ def build_failure_sensor(settings: Settings) -> dg.SensorDefinition:
         run = context.dagster_run
         steps = [e.step_key for e in context.get_step_failure_events() if e.step_key]
         message = context.failure_event.message or "run failed"
-        details = []
-        for event in context.get_step_failure_events():
-            data = event.step_failure_data
-            user = data.user_failure_data if data else None
-            if user is not None and user.description:
-                details.append(f"{event.step_key}: {user.description}")
-            elif data is not None and data.error is not None:
-                details.append(f"{event.step_key}: {data.error.message.strip()}")
-        summary = "\n".join(details) or message
+        summary = "\n".join(step_failure_messages(context.get_step_failure_events())) or message
         context.log.error(f"run {run.run_id} ({run.job_name}) failed:\n{summary}")
         for key in failed_assets(steps):
             context.instance.report_runless_asset_event(

@@ -54,16 +54,9 @@ def _metadata(result: dg.ExecuteInProcessResult, node: str, key: str, asset: str
 
 
 def _failures(result: dg.ExecuteInProcessResult) -> list[str]:
-    messages = []
-    for event in result.all_events:
-        if event.event_type_value != "STEP_FAILURE":
-            continue
-        data = event.step_failure_data
-        user = data.user_failure_data if data else None
-        if user is not None and user.description:
-            messages.append(f"{event.step_key}: {user.description}")
-        elif data is not None and data.error is not None:
-            messages.append(f"{event.step_key}: {data.error.message.strip()}")
+    from mlops_assets.automation import step_failure_messages
+
+    messages = step_failure_messages(result.all_events)
     return messages or ["the run failed; see the Dagster UI for the event log"]
 
 

@@ -235,16 +235,10 @@ def registered_model(
     from mlops_assets.automation import code_versions
     from mlops_assets.manifest import reproducibility_manifest
     from mlops_assets.promotion import gate_and_register
-    from mlops_assets.training.sweep import split_holdout
+    from mlops_assets.training.sweep import holdout_for
 
     metric = trained_model["metric"]
-    split = split_holdout(
-        validated_dataset,
-        trained_model["features"],
-        trained_model["target"],
-        trained_model["test_size"],
-        trained_model["seed"],
-    )
+    split = holdout_for(trained_model, validated_dataset)
     if split.holdout_fingerprint != trained_model["holdout_fingerprint"]:
         raise dg.Failure(
             "the holdout rebuilt from validated_dataset differs from the one trained_model "

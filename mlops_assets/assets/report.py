@@ -53,16 +53,10 @@ def model_report(
     import mlflow
 
     from mlops_assets.reporting import model_report_html, per_class_report, summarize_data
-    from mlops_assets.training.sweep import split_holdout
+    from mlops_assets.training.sweep import holdout_for
 
     number = int(registered_model["version"])
-    split = split_holdout(
-        validated_dataset,
-        trained_model["features"],
-        trained_model["target"],
-        trained_model["test_size"],
-        trained_model["seed"],
-    )
+    split = holdout_for(trained_model, validated_dataset)
     model = registry.load_model(number)
     folder = Path(registry.reports_dir) / registry.model_name / f"v{number}"
     folder.mkdir(parents=True, exist_ok=True)

@@ -60,6 +60,13 @@ def split_holdout(
     return Split(train_x, train_y, test_x, test_y)
 
 
+def holdout_for(record: dict[str, Any], frame: pd.DataFrame) -> Split:
+    """The split a trained_model record was scored on, rebuilt from the same frame."""
+    return split_holdout(
+        frame, record["features"], record["target"], record["test_size"], record["seed"]
+    )
+
+
 def run_sweep(
     frame: pd.DataFrame,
     features: list[str],
