@@ -15,7 +15,7 @@ from mlops_assets.promotion import gate_and_register
 from mlops_assets.resources.mlflow import CHAMPION, ModelRegistry, RegistryError, ensure_experiment
 from mlops_assets.training.evaluate import baseline_score
 from mlops_assets.training.pipeline import SKOPS_TRUSTED_TYPES, build_pipeline
-from mlops_assets.training.sweep import split_holdout
+from mlops_assets.training.sweep import Split, split_holdout
 
 from .conftest import Project
 
@@ -73,10 +73,15 @@ def test_rollback_and_promote_round_trip(
     assert champion["lineage"]["dagster_run_id"]
 
 
-def _logged_models(tracking_uri: str, artifacts: Path, count: int) -> list[tuple[str, str, str]]:
+def _demo_split() -> tuple[Split, dict[str, float]]:
     frame = load_breast_cancer(as_frame=True).frame
     features = [c for c in frame.columns if c != "target"]
     split = split_holdout(frame, features, "target", 0.25, 42)
+    return split, baseline_score(split.train_x, split.train_y, split.test_x, split.test_y)
+
+
+def _logged_models(tracking_uri: str, artifacts: Path, count: int) -> list[tuple[str, str, str]]:
+    split, _ = _demo_split()
     ensure_experiment(tracking_uri, "concurrency", str(artifacts))
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment("concurrency")
@@ -99,10 +104,7 @@ def _logged_models(tracking_uri: str, artifacts: Path, count: int) -> list[tuple
 def test_concurrent_registrations_are_unique_and_champion_always_passed(
     project: Project,
 ) -> None:
-    frame = load_breast_cancer(as_frame=True).frame
-    features = [c for c in frame.columns if c != "target"]
-    split = split_holdout(frame, features, "target", 0.25, 42)
-    baseline = baseline_score(split.train_x, split.train_y, split.test_x, split.test_y)
+    split, baseline = _demo_split()
     registry = _registry(project)
     models = _logged_models(project.settings.tracking_uri, project.settings.artifacts_dir, 6)
     # Without the noise rule several of these promote, which is what makes the race real.
@@ -143,10 +145,7 @@ def test_concurrent_registrations_are_unique_and_champion_always_passed(
 def test_a_crash_before_the_alias_moves_leaves_the_champion_alone(
     project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    frame = load_breast_cancer(as_frame=True).frame
-    features = [c for c in frame.columns if c != "target"]
-    split = split_holdout(frame, features, "target", 0.25, 42)
-    baseline = baseline_score(split.train_x, split.train_y, split.test_x, split.test_y)
+    split, baseline = _demo_split()
     registry = _registry(project)
     rules = GateRules(metric="f1_macro", floors={"f1_macro": 0.7}, require_significant=False)
     (first, run_one, id_one), (second, run_two, id_two) = _logged_models(

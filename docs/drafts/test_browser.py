@@ -1,0 +1,499 @@
+"""The three ways people use the platform, driven in a real browser (Playwright + Debian's
+Chromium) against a live `mlops-assets dev` (Dagster webserver + daemon, MLflow server) on a
+temporary MLOPS_HOME: browsing the lineage, materializing from the UI, and watching a landed file
+become a sensor tick, a run and a new registered version. Screenshots go to
+test-artifacts/browser/ (the README's pictures are copies of lineage.png, asset-metadata.png and
+automation.png).
+
+Needs the `playwright` Python package and /usr/bin/chromium (`apt-get install chromium`; the
+Playwright browser download does not work here); skipped when either is missing."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+pytest.importorskip(
+    "playwright.sync_api",
+    reason="browser tests need the playwright package (pip install playwright)",
+)
+
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+from .test_live import Live, _free_port, _wait
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts" / "browser"
+VIEWPORT = {"width": 1280, "height": 800}
+# The graph at a size where Dagster draws whole cards (checks, kinds, status) at the fitted
+# zoom: 1920x1200 CSS pixels at a device scale of 2/3, a 1280x800 picture.
+DETAIL = {"viewport": {"width": 1920, "height": 1200}, "device_scale_factor": 2 / 3}
+MODEL = "breast_cancer_classifier"
+# What must be there whatever else the definitions grow: the four-asset spine and its checks.
+CORE = {
+    "raw_dataset": {"files_readable"},
+    "validated_dataset": {"dataset_rules", "rows_reconcile"},
+    "trained_model": set(),
+    "registered_model": {"promotion_gate"},
+}
+TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
+RUN_TIMEOUT = 180  # seconds from launch to a terminal status; ~35 s on this 2-core machine
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason=f"browser tests need Debian's Chromium at {CHROMIUM} (apt-get install chromium)",
+    ),
+]
+expect.set_options(timeout=30_000)
+
+
+@dataclass
+class Platform(Live):
+    mlflow_url: str = ""
+
+    def assets(self) -> dict[str, dict[str, Any]]:
+        """Every asset the code location defines: description and check names."""
+        data = self.graphql(
+            "{ assetNodes { assetKey { path } description "
+            "assetChecksOrError { ... on AssetChecks { checks { name } } } } }"
+        )
+        return {
+            "/".join(node["assetKey"]["path"]): {
+                "description": node["description"] or "",
+                "checks": {c["name"] for c in node["assetChecksOrError"].get("checks", [])},
+            }
+            for node in data["assetNodes"]
+        }
+
+    def carrying(self, label: str) -> str:
+        """The asset whose latest materialization has a metadata entry `label`."""
+        data = self.graphql(
+            "{ assetNodes { assetKey { path } "
+            "assetMaterializations(limit: 1) { metadataEntries { label } } } }"
+        )
+        for node in data["assetNodes"]:
+            for event in node["assetMaterializations"]:
+                if any(entry["label"] == label for entry in event["metadataEntries"]):
+                    return "/".join(node["assetKey"]["path"])
+        raise AssertionError(f"no asset carries {label!r} metadata")
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """`mlops-assets dev` on free ports, a temporary MLOPS_HOME and an empty landing folder (so
+    "Materialize all" reads the demo data), as in test_live.py."""
+    base = tmp_path_factory.mktemp("browser")
+    port, mlflow_port = _free_port(), _free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in {
+            "DAGSTER_HOME",
+            "MLFLOW_TRACKING_URI",
+            "MLOPS_SCHEMA",
+            "MLOPS_MODEL_NAME",
+            "MLOPS_MLFLOW_UI_URL",
+        }
+    }
+    env.update(
+        MLOPS_HOME=str(base / "home"),
+        MLOPS_LANDING_DIR=str(base / "landing"),
+        MLOPS_PROJECT_DIR=str(ROOT),
+        MLOPS_DAGSTER_UI_URL=f"http://127.0.0.1:{port}",
+    )
+    (base / "landing").mkdir()
+    log_path = base / "dev.log"
+    log = log_path.open("w")
+    command = [sys.executable, "-m", "mlops_assets.cli", "dev", "--port", str(port)]
+    process = subprocess.Popen(
+        [*command, "--mlflow-port", str(mlflow_port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    live = Platform(
+        f"http://127.0.0.1:{port}",
+        base / "home",
+        base / "landing",
+        mlflow_url=f"http://127.0.0.1:{mlflow_port}",
+    )
+
+    def up() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"mlops-assets dev exited: {log_path.read_text()[-2000:]}")
+        try:
+            return bool(live.graphql("{ assetNodes { id } }")["assetNodes"])
+        except OSError:
+            return False
+
+    try:
+        _wait(up, 120, "the webserver and the code location")
+        yield live
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        with suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=30)
+        # dagster dev's children can outlive it after SIGTERM: end the whole session.
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(platform: Platform) -> Iterator[Browser]:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        _skip_community_dialog(launched, platform)
+        yield launched
+        launched.close()
+
+
+def _skip_community_dialog(browser: Browser, live: Live) -> None:
+    """A fresh instance opens "Join the Dagster community" over the first page, a moment after
+    it loads (closing any menu that is open). Skip it once: the webserver remembers."""
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.goto(f"{live.url}/overview")
+    dialog = page.get_by_role("dialog").filter(has_text="Join the Dagster community")
+    try:
+        dialog.get_by_role("button", name="Skip").click(timeout=20_000)
+        expect(dialog).to_be_hidden()
+    except PlaywrightTimeoutError:
+        pass  # already seen on this instance
+    context.close()
+
+
+def _open(browser: Browser, **context: Any) -> Page:
+    page = browser.new_context(**{"viewport": VIEWPORT, **context}).new_page()
+    page.set_default_timeout(30_000)
+    # In case the community dialog comes back: dismiss it whenever it covers the page.
+    nux = page.get_by_role("dialog").filter(has_text="Join the Dagster community")
+    page.add_locator_handler(nux, lambda dialog: dialog.get_by_role("button", name="Skip").click())
+    return page
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    opened = _open(browser)
+    yield opened
+    opened.context.close()
+
+
+def _settle(page: Page) -> None:
+    """Let panels finish loading and dialogs finish fading in (spinners run forever and are
+    ignored). Best effort: a picture taken while something still loads is no failure."""
+    page.mouse.move(0, 0)  # no hover card in the picture
+    page.wait_for_timeout(300)  # what a resize or a refresh starts to fetch
+    with suppress(AssertionError):
+        expect(page.get_by_text(re.compile(r"^Loading"))).to_have_count(0, timeout=10_000)
+    page.wait_for_function(
+        """() => document.getAnimations().every(
+            a => a.playState !== 'running' || a.effect?.getComputedTiming().endTime === Infinity)"""
+    )
+
+
+def _unscroll(page: Page) -> None:
+    """Clicks near a pane's edge scroll it; put every pane back to its top left corner."""
+    page.evaluate("document.querySelectorAll('*').forEach(e => { e.scrollTo(0, 0); })")
+
+
+def _screenshot(page: Page, name: str) -> Path:
+    """The whole page: Dagster scrolls inside panes, so grow the window to the tallest pane
+    (a plain full_page screenshot would stop at the window)."""
+    size = page.viewport_size or VIEWPORT
+    tallest = page.evaluate(
+        "Math.max(...Array.from(document.querySelectorAll('*'), e => e.scrollHeight))"
+    )
+    page.set_viewport_size({"width": size["width"], "height": min(max(tallest, 800), 4000)})
+    _settle(page)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size(size)
+    return path
+
+
+def _view(page: Page, name: str) -> Path:
+    """What the window shows: the README pictures."""
+    _settle(page)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path))
+    return path
+
+
+def _still(page: Page, locator: Locator) -> None:
+    """Wait until an element stops moving (the graph pans and zooms with animations)."""
+    last = None
+    for _ in range(40):
+        box = locator.bounding_box()
+        if box is not None and box == last:
+            return
+        last = box
+        page.wait_for_timeout(250)
+
+
+@contextmanager
+def _lineage(browser: Browser, live: Platform, **context: Any) -> Iterator[Page]:
+    """The global lineage with every group expanded, fitted to the window."""
+    page = _open(browser, **context)
+    page.goto(f"{live.url}/asset-groups")
+    try:
+        expect(page.get_by_role("button", name="Materialize all")).to_be_visible()
+        page.get_by_role("button", name="Hide navigation").click()  # the browser remembers
+        # The graph's options: the last "settings" button (the first is the navigation's).
+        page.get_by_role("button", name="settings", exact=True).last.click()
+        page.get_by_role("menuitem", name="Expand all groups").click()
+        expect(page).to_have_url(re.compile(r"[?&]expanded="))
+        # Reload: the graph is then fitted once, to the expanded layout (expanding in place
+        # re-fits with an animation, or not, depending on timing).
+        page.reload()
+        for name in live.assets():
+            expect(page.get_by_text(name, exact=True)).to_be_visible()
+        _still(page, page.get_by_text("raw_dataset", exact=True))
+        yield page
+    finally:
+        page.context.close()
+
+
+def _node(page: Page, name: str) -> Locator:
+    """An asset's card in the lineage graph (the innermost box holding its name and checks)."""
+    return (
+        page.locator("div")
+        .filter(has=page.get_by_text(name, exact=True))
+        .filter(has_text="Asset checks")
+        .last
+    )
+
+
+def _run_ids(live: Live) -> set[str]:
+    return {run["runId"] for run in live.runs()}
+
+
+def _finished(live: Live, run_id: str) -> dict[str, Any]:
+    def status() -> dict[str, Any] | None:
+        run = next(r for r in live.runs() if r["runId"] == run_id)
+        return run if run["status"] in TERMINAL else None
+
+    run = _wait(status, RUN_TIMEOUT, f"run {run_id} to finish")
+    assert run["status"] == "SUCCESS", f"run {run_id} ended {run['status']}"
+    return run
+
+
+def _metadata_row(page: Page, key: str) -> Locator:
+    """A row of an asset page's metadata table: key, timestamp, value."""
+    return page.get_by_role("row").filter(has=page.get_by_role("cell", name=key, exact=True))
+
+
+def _metadata_value(page: Page, key: str) -> Locator:
+    # The third cell; a markdown table inside it has cells of its own, after it.
+    return _metadata_row(page, key).get_by_role("cell").nth(2)
+
+
+def _metadata_link(page: Page, key: str) -> Locator:
+    return _metadata_value(page, key).get_by_role("link").first
+
+
+def _first_words(description: str) -> str:
+    """The start of a description as the UI renders it (markdown: stop at the first code span)."""
+    return re.split(r"[`\n*_]", description, maxsplit=1)[0][:60].strip()
+
+
+def test_lineage_shows_the_graph_and_its_checks(platform: Platform, browser: Browser) -> None:
+    assets = platform.assets()
+    for name, checks in CORE.items():
+        assert name in assets, f"{name} is not defined"
+        assert checks <= assets[name]["checks"], f"{name} lacks checks {checks}"
+
+    with _lineage(browser, platform, **DETAIL) as graph:
+        for group in ("data", "model", "monitoring", "serving"):
+            expect(graph.get_by_text(group, exact=True).first).to_be_visible()
+        for name, asset in assets.items():
+            n = len(asset["checks"])
+            expect(_node(graph, name)).to_contain_text(
+                re.compile(rf"Asset checks\s*\d+ / {n} Passed") if n else "Asset checks"
+            )
+        for kind in ("pandas", "Pandera", "Scikit Learn", "ML Flow"):
+            expect(graph.get_by_text(kind, exact=True).first).to_be_visible()
+        _view(graph, "lineage-detail")
+
+        # A node opens the asset beside the graph: its description and its checks.
+        graph.get_by_text("registered_model", exact=True).click()
+        expect(graph).to_have_url(re.compile(r"/asset-groups/registered_model\?"))
+        # The others by the same address (a click would need each node panned into view).
+        query = urlsplit(graph.url).query
+        for name in sorted(assets, key=lambda key: key != "registered_model"):
+            asset = assets[name]
+            if name != "registered_model":
+                graph.goto(f"{platform.url}/asset-groups/{name}?{query}")
+            expect(graph.get_by_role("link", name="View in Asset Catalog")).to_have_attribute(
+                "href", f"/assets/{name}"
+            )
+            if asset["description"]:
+                expect(graph.get_by_text(_first_words(asset["description"]))).to_be_visible()
+            for check in asset["checks"]:
+                expect(graph.get_by_role("link", name=check)).to_be_visible()
+            if name == "validated_dataset":
+                _screenshot(graph, "lineage-node")
+
+
+def test_materialize_all_shows_metadata_checks_and_mlflow_links(
+    platform: Platform, browser: Browser, page: Page
+) -> None:
+    before = _run_ids(platform)
+    page.goto(f"{platform.url}/asset-groups")
+    page.get_by_role("button", name="Materialize all").click()
+    [run_id] = _wait(lambda: _run_ids(platform) - before, 60, "the launched run")
+    _finished(platform, run_id)
+
+    page.goto(f"{platform.url}/runs")
+    expect(page.get_by_role("link", name=f"run {run_id[:8]}")).to_be_visible()
+    expect(page.get_by_text("Manually launched").first).to_be_visible()
+    page.goto(f"{platform.url}/runs/{run_id}")
+    expect(page.get_by_text("Success", exact=True).first).to_be_visible()
+    _screenshot(page, "materialize-run")
+
+    page.goto(f"{platform.url}/assets/registered_model")
+    expect(_metadata_value(page, "version")).to_have_text("1")
+    expect(_metadata_value(page, "champion")).to_have_text("true")
+    expect(_metadata_value(page, "decision")).to_contain_text("first model")
+    model_version = f"{platform.mlflow_url}/#/models/{MODEL}/versions/1"
+    expect(_metadata_link(page, "model_version")).to_have_attribute("href", model_version)
+    expect(_metadata_link(page, "mlflow_run")).to_have_attribute(
+        "href", re.compile(rf"^{re.escape(platform.mlflow_url)}/#/experiments/\d+/runs/\w+$")
+    )
+    _screenshot(page, "registered-model")
+
+    page.get_by_role("tab", name="Checks").click()
+    expect(page.get_by_text("promotion_gate").first).to_be_visible()
+    expect(page.get_by_text("Passed", exact=True).first).to_be_visible()
+    expect(page.get_by_text("first model: f1_macro").first).to_be_visible()
+    _screenshot(page, "promotion-gate")
+
+    # The validated data's columns come from the Pandera schema (dagster/column_schema).
+    page.goto(f"{platform.url}/assets/validated_dataset")
+    expect(page.get_by_text("mean radius", exact=True).first).to_be_visible()
+    expect(page.get_by_text("target", exact=True).first).to_be_visible()
+    _screenshot(page, "validated-dataset")
+
+    page.goto(f"{platform.url}/assets/trained_model")
+    expect(_metadata_value(page, "candidates")).to_contain_text("n_estimators")
+    expect(_metadata_link(page, "mlflow_run")).to_have_attribute(
+        "href", re.compile(rf"^{re.escape(platform.mlflow_url)}/#/experiments/\d+/runs/\w+$")
+    )
+    _screenshot(page, "trained-model")
+
+    # The MLflow link leads to the registered version in the MLflow UI.
+    page.goto(model_version)
+    expect(page.get_by_text("Version 1", exact=True).first).to_be_visible()
+    expect(page.get_by_text("champion").first).to_be_visible()
+    _screenshot(page, "mlflow-model-version")
+
+    # Plots are markdown images: the confusion matrix opens from the metadata table.
+    plots = platform.carrying("confusion_matrix")
+    page.goto(f"{platform.url}/assets/{plots}")
+    matrix = _metadata_row(page, "confusion_matrix")
+    matrix.scroll_into_view_if_needed()
+    matrix.get_by_text("Show Markdown").click()
+    image = page.get_by_role("dialog").get_by_role("img", name="confusion_matrix")
+    expect(image).to_be_visible()
+    assert image.evaluate("img => img.naturalWidth") > 100, "the confusion matrix did not load"
+    _view(page, "asset-metadata")
+
+    # The lineage now shows every asset materialized and every check passed.
+    assets = platform.assets()
+    with _lineage(browser, platform, **DETAIL) as graph:
+        for name, asset in assets.items():
+            expect(_node(graph, name)).to_contain_text("Materialized")
+            n = len(asset["checks"])
+            if n:
+                expect(_node(graph, name)).to_contain_text(f"{n} / {n} Passed")
+        _view(graph, "lineage-materialized-detail")
+    with _lineage(browser, platform) as graph:
+        _view(graph, "lineage")
+
+
+def test_landed_file_is_a_sensor_tick_a_run_and_a_new_version(
+    platform: Platform, page: Page
+) -> None:
+    from sklearn.datasets import load_breast_cancer
+
+    frame = load_breast_cancer(as_frame=True).frame
+    frame.iloc[0, 0] += 0.01  # not the demo data's bytes: a new fingerprint
+    frame.to_csv(platform.landing / "batch1.csv", index=False)
+    landed = time.time()
+
+    page.goto(f"{platform.url}/locations/mlops_assets/sensors/landing_sensor")
+    expect(page.get_by_text("Requests the whole graph when files in")).to_be_visible()
+    # The page refreshes its ticks every few seconds: wait for the tick that saw the file.
+    expect(page.get_by_text("1 run requested").first).to_be_visible(timeout=90_000)
+
+    def sensor_run() -> str | None:
+        for run in platform.runs():
+            tags = {t["key"]: t["value"] for t in run["tags"]}
+            if tags.get("dagster/sensor_name") == "landing_sensor":
+                return str(run["runId"])
+        return None
+
+    run_id = _wait(sensor_run, 30, "a run launched by landing_sensor")
+    expect(page.get_by_role("link", name=run_id[:8]).first).to_be_visible()
+    _finished(platform, run_id)
+    took = time.time() - landed
+
+    page.goto(f"{platform.url}/runs")
+    expect(page.get_by_role("link", name=f"run {run_id[:8]}")).to_be_visible()
+    expect(page.get_by_role("link", name="landing_sensor").first).to_be_visible()
+    _screenshot(page, "automation-runs")
+
+    page.goto(f"{platform.url}/runs/{run_id}")
+    expect(page.get_by_text("Success", exact=True).first).to_be_visible()
+    expect(page.get_by_text("Launched by")).to_be_visible()
+    expect(page.get_by_text("landing_sensor", exact=True).first).to_be_visible()
+    _screenshot(page, "automation-run")
+
+    page.goto(f"{platform.url}/assets/registered_model")
+    expect(_metadata_value(page, "version")).to_have_text("2")
+    expect(_metadata_link(page, "model_version")).to_have_attribute(
+        "href", f"{platform.mlflow_url}/#/models/{MODEL}/versions/2"
+    )
+    _screenshot(page, "automation-registered-model")
+
+    # After the run the sensor skips, and says why (the button opens the tick).
+    page.goto(f"{platform.url}/locations/mlops_assets/sensors/landing_sensor")
+    page.get_by_role("button", name="0 runs requested").first.click()
+    tick = page.get_by_role("dialog").filter(has_text="Tick for landing_sensor")
+    expect(tick).to_contain_text("Skip reason")
+    expect(tick).to_contain_text("no new or changed files")
+    tick.get_by_role("button", name="Close").click()
+    # Only the ticks that requested a run: this one, with its (successful) run.
+    page.get_by_role("button", name="All ticks").click()
+    page.get_by_role("menuitem", name="Requested").click()
+    ticks = page.get_by_role("row").filter(has_text="View logs")
+    expect(page.get_by_text("Loading ticks")).to_have_count(0)
+    expect(ticks.filter(has_text="0 runs requested")).to_have_count(0)
+    requested = ticks.filter(has_text="1 run requested")
+    expect(requested).to_have_count(1)
+    expect(requested.get_by_role("link", name=run_id[:8])).to_be_visible()
+    _unscroll(page)
+    _view(page, "automation")
+    _screenshot(page, "automation-sensor")
+    print(f"landed file to a finished run: {took:.0f} s")
