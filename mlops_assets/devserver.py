@@ -75,6 +75,9 @@ def run_dev(settings: Settings, host: str, port: int, mlflow_port: int | None) -
 
     prepare_home(settings)
     env = dict(os.environ)
+    # Links from MLflow back to Dagster (run and asset URLs) point at this webserver, unless the
+    # user names a public address.
+    env.setdefault("MLOPS_DAGSTER_UI_URL", f"http://{host}:{port}")
     children: list[subprocess.Popen[bytes]] = []
     if mlflow_port and settings.tracking_uri.startswith("sqlite:"):
         # The experiment is created on the store first, so its artifacts live under MLOPS_HOME.

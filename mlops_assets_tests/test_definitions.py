@@ -92,3 +92,34 @@ def test_explicit_dagster_home_and_tracking_uri_win(tmp_path) -> None:  # type: 
     assert default.home == tmp_path / ".mlops"
     assert default.landing_dir == tmp_path / "data" / "landing"
     assert default.dagster_home == tmp_path / ".mlops" / "dagster"
+
+
+def test_column_schema_reads_as_constraints() -> None:
+    from mlops_assets.assets.metadata import column_schema
+    from mlops_assets.quality.schema import demo_schema
+
+    # What validated_dataset's materialization carries as dagster/column_schema.
+    columns = {c.name: c for c in column_schema(demo_schema()).schema.columns}
+    radius = columns["mean radius"]
+    assert radius.constraints.nullable is False
+    assert ">= 0" in radius.constraints.other and "finite" in radius.constraints.other
+    assert any(c.startswith("<= ") for c in radius.constraints.other), radius.constraints.other
+    assert "in {0, 1}" in columns["target"].constraints.other
+    assert columns["target"].description == "label"
+
+
+def test_mlflow_runs_of_asset_selections_are_named_by_their_assets() -> None:
+    from types import SimpleNamespace
+
+    from mlops_assets.resources.mlflow import mlflow_run_name
+
+    def run(job: str, *keys: str) -> SimpleNamespace:
+        selection = {dg.AssetKey(k) for k in keys} or None
+        return SimpleNamespace(job_name=job, asset_selection=selection, run_id="0123456789abcdef")
+
+    assert mlflow_run_name(run(PIPELINE_JOB, "raw_dataset")) == PIPELINE_JOB
+    assert mlflow_run_name(run("__ASSET_JOB", "trained_model", "registered_model")) == (
+        "registered_model, trained_model (01234567)"
+    )
+    assert mlflow_run_name(run("__ASSET_JOB", "a", "b", "c", "d")) == "a, b, c +1 (01234567)"
+    assert mlflow_run_name(run("__ASSET_JOB")) == "assets 01234567"

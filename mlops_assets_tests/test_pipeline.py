@@ -76,7 +76,9 @@ def test_demo_data_end_to_end(project: Project) -> None:
     assert version.tags["dagster.run_id"] == result.run_id
     run = registry.client().get_run(version.run_id)
     assert run.data.tags["dagster_run_id"] == result.run_id
-    assert run.data.metrics["holdout_f1_macro"] == pytest.approx(trained["f1_macro"])
+    # The UI shows four significant digits; MLflow keeps the full value.
+    assert run.data.metrics["holdout_f1_macro"] == pytest.approx(trained["f1_macro"], abs=5e-5)
+    assert run.data.tags["mlflow.runName"] == "mlops_pipeline"
     # The registered model loads through skops with our trusted list and predicts.
     model = registry.load_model(1)
     demo = read_frame(project.stored("validated_dataset"))
@@ -303,6 +305,12 @@ def test_dashboard_plots_report_and_links(project: Project) -> None:
     artifacts = {a.path for a in client.list_artifacts(version.run_id, "plots")}
     assert {"plots/confusion_matrix.png", "plots/roc.png"} <= artifacts
     assert {a.path for a in client.list_artifacts(version.run_id, "report")} == {"report/v1.html"}
+    # The report opens in MLflow's artifact view (a file:// link would not open from the UI).
+    experiment = client.get_run(version.run_id).info.experiment_id
+    assert report_metadata["model_report_url"] == (
+        f"http://127.0.0.1:5000/#/experiments/{experiment}/runs/{version.run_id}"
+        "/artifacts/report/v1.html"
+    )
     tags = version.tags
     for key in (
         "manifest.dataset_fingerprint",

@@ -10,7 +10,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from mlops_assets.assets.metadata import markdown_table
+from mlops_assets.assets.metadata import markdown_table, score, scores
 from mlops_assets.automation import TRANSIENT_RETRY
 from mlops_assets.resources.dataset import DatasetSource
 from mlops_assets.resources.gate import GatePolicy
@@ -176,8 +176,8 @@ def trained_model(
     return dg.Output(
         record,
         metadata={
-            **{k: float(v) for k, v in result.holdout_metrics.items()},
-            f"baseline_{config.metric}": result.baseline_metrics[config.metric],
+            **scores(result.holdout_metrics),
+            f"baseline_{config.metric}": score(result.baseline_metrics[config.metric]),
             "n_estimators": result.best.params["n_estimators"],
             "candidates": markdown_table(pd.DataFrame(record["candidates"])),
             "mlflow_run_id": run_id,
@@ -315,8 +315,8 @@ def registered_model(
             "version": number,
             "champion": decision.promote,
             "decision": decision.reason,
-            **{k: float(v) for k, v in promotion.challenger_metrics.items()},
-            **{k: float(v) for k, v in decision.numbers().items()},
+            **scores(promotion.challenger_metrics),
+            **scores(decision.numbers()),
             "model_version": dg.MetadataValue.url(registry.version_url(number)),
             "mlflow_run": dg.MetadataValue.url(
                 registry.run_url(trained_model["experiment_id"], trained_model["run_id"])
@@ -345,7 +345,7 @@ def registered_model(
             "reason": decision.reason,
             "scores": markdown_table(comparison),
             "checks": dg.MetadataValue.json(decision.checks),
-            **{k: float(v) for k, v in decision.numbers().items()},
+            **scores(decision.numbers()),
         },
     )
 

@@ -90,17 +90,21 @@ def model_report(
     )
     report = folder.with_suffix(".html")
     report.write_text(html)
-    with dagster_mlflow_run(mlflow_tracking):
+    with dagster_mlflow_run(mlflow_tracking) as run:
         for path in plots.values():
             mlflow.log_artifact(str(path), "plots")
         mlflow.log_artifact(str(report), "report")
+    # A browser will not open a file:// link from an http:// page: link MLflow's view of it.
+    report_url = registry.artifact_url(
+        run.info.experiment_id, run.info.run_id, f"report/{report.name}"
+    )
     context.log.info(f"model report for {registry.model_name} v{number}: {report}")
     return dg.Output(
         {"version": number, "report": str(report), "plots": {k: str(v) for k, v in plots.items()}},
         metadata={
             "version": number,
             "model_report": dg.MetadataValue.path(str(report)),
-            "model_report_url": dg.MetadataValue.url(report.as_uri()),
+            "model_report_url": dg.MetadataValue.url(report_url),
             **{name: _image_markdown(name, path) for name, path in plots.items()},
         },
     )

@@ -85,12 +85,28 @@ def mlflow_tracking(init_context: dg.InitResourceContext) -> Iterator[Any]:
         if mlf.mlflow_run_id is None:
             active = mlflow.active_run()
             mlf.mlflow_run_id = active.info.run_id if active else None
+        if mlf.mlflow_run_id is not None:
+            mlflow.set_tag("mlflow.runName", mlflow_run_name(init_context.dagster_run))
         try:
             yield mlf
         finally:
             # Upstream ends its run only through a hook for op jobs, never for assets.
             if mlflow.active_run() is not None:
                 mlflow.end_run()
+
+
+def mlflow_run_name(dagster_run: Any) -> str:
+    """Upstream names the MLflow run after the Dagster job, which for runs launched from the
+    asset graph or by automation is the anonymous `__ASSET_JOB`: name those by what they
+    materialized, so the runs table tells them apart."""
+    name = str(dagster_run.job_name)
+    if not name.startswith("__ASSET_JOB"):
+        return name
+    keys = sorted(key.to_user_string() for key in dagster_run.asset_selection or ())
+    if not keys:
+        return f"assets {dagster_run.run_id[:8]}"
+    shown = ", ".join(keys[:3]) + (f" +{len(keys) - 3}" if len(keys) > 3 else "")
+    return f"{shown} ({dagster_run.run_id[:8]})"
 
 
 @contextmanager
@@ -280,6 +296,9 @@ class ModelRegistry(dg.ConfigurableResource):
 
     def run_url(self, experiment_id: str, run_id: str) -> str:
         return f"{self.mlflow_ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
+
+    def artifact_url(self, experiment_id: str, run_id: str, path: str) -> str:
+        return f"{self.run_url(experiment_id, run_id)}/artifacts/{path}"
 
     def version_url(self, version: int) -> str:
         return f"{self.mlflow_ui_url}/#/models/{self.model_name}/versions/{version}"
