@@ -8,11 +8,7 @@ automation.png).
 Needs the `playwright` Python package and /usr/bin/chromium (`apt-get install chromium`; the
 Playwright browser download does not work here); skipped when either is missing."""
 
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -31,9 +27,8 @@ pytest.importorskip(
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-from .test_live import Live, _free_port, _wait
+from .live import ROOT, Live, running_dev, wait_for
 
-ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 VIEWPORT = {"width": 1280, "height": 800}
@@ -63,8 +58,6 @@ expect.set_options(timeout=30_000)
 
 @dataclass
 class Platform(Live):
-    mlflow_url: str = ""
-
     def assets(self) -> dict[str, dict[str, Any]]:
         """Every asset the code location defines: description and check names."""
         data = self.graphql(
@@ -94,66 +87,10 @@ class Platform(Live):
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    """`mlops-assets dev` on free ports, a temporary MLOPS_HOME and an empty landing folder (so
-    "Materialize all" reads the demo data), as in test_live.py."""
-    base = tmp_path_factory.mktemp("browser")
-    port, mlflow_port = _free_port(), _free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k
-        not in {
-            "DAGSTER_HOME",
-            "MLFLOW_TRACKING_URI",
-            "MLOPS_SCHEMA",
-            "MLOPS_MODEL_NAME",
-            "MLOPS_MLFLOW_UI_URL",
-        }
-    }
-    env.update(
-        MLOPS_HOME=str(base / "home"),
-        MLOPS_LANDING_DIR=str(base / "landing"),
-        MLOPS_PROJECT_DIR=str(ROOT),
-        MLOPS_DAGSTER_UI_URL=f"http://127.0.0.1:{port}",
-    )
-    (base / "landing").mkdir()
-    log_path = base / "dev.log"
-    log = log_path.open("w")
-    command = [sys.executable, "-m", "mlops_assets.cli", "dev", "--port", str(port)]
-    process = subprocess.Popen(
-        [*command, "--mlflow-port", str(mlflow_port)],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    live = Platform(
-        f"http://127.0.0.1:{port}",
-        base / "home",
-        base / "landing",
-        mlflow_url=f"http://127.0.0.1:{mlflow_port}",
-    )
-
-    def up() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"mlops-assets dev exited: {log_path.read_text()[-2000:]}")
-        try:
-            return bool(live.graphql("{ assetNodes { id } }")["assetNodes"])
-        except OSError:
-            return False
-
-    try:
-        _wait(up, 120, "the webserver and the code location")
-        yield live
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        with suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=30)
-        # dagster dev's children can outlive it after SIGTERM: end the whole session.
-        with suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        log.close()
+    """The live platform with an empty landing folder, so "Materialize all" reads the demo
+    data."""
+    with running_dev(tmp_path_factory.mktemp("browser")) as live:
+        yield Platform(live.url, live.home, live.landing, mlflow_url=live.mlflow_url)
 
 
 @pytest.fixture(scope="module")
@@ -294,7 +231,7 @@ def _finished(live: Live, run_id: str) -> dict[str, Any]:
         run = next(r for r in live.runs() if r["runId"] == run_id)
         return run if run["status"] in TERMINAL else None
 
-    run = _wait(status, RUN_TIMEOUT, f"run {run_id} to finish")
+    run = wait_for(status, RUN_TIMEOUT, f"run {run_id} to finish")
     assert run["status"] == "SUCCESS", f"run {run_id} ended {run['status']}"
     return run
 
@@ -362,7 +299,7 @@ def test_materialize_all_shows_metadata_checks_and_mlflow_links(
     before = _run_ids(platform)
     page.goto(f"{platform.url}/asset-groups")
     page.get_by_role("button", name="Materialize all").click()
-    [run_id] = _wait(lambda: _run_ids(platform) - before, 60, "the launched run")
+    [run_id] = wait_for(lambda: _run_ids(platform) - before, 60, "the launched run")
     _finished(platform, run_id)
 
     page.goto(f"{platform.url}/runs")
@@ -407,6 +344,15 @@ def test_materialize_all_shows_metadata_checks_and_mlflow_links(
     expect(page.get_by_text("Version 1", exact=True).first).to_be_visible()
     expect(page.get_by_text("champion").first).to_be_visible()
     _screenshot(page, "mlflow-model-version")
+
+    # The report link opens the HTML report in MLflow's artifact view.
+    page.goto(f"{platform.url}/assets/model_report")
+    report_url = _metadata_link(page, "model_report_url").get_attribute("href") or ""
+    assert report_url.startswith(platform.mlflow_url), report_url
+    page.goto(report_url)
+    report = page.frame_locator("iframe").first
+    expect(report.get_by_text(f"{MODEL} v1").first).to_be_visible()
+    _screenshot(page, "mlflow-model-report")
 
     # Plots are markdown images: the confusion matrix opens from the metadata table.
     plots = platform.carrying("confusion_matrix")
@@ -454,7 +400,7 @@ def test_landed_file_is_a_sensor_tick_a_run_and_a_new_version(
                 return str(run["runId"])
         return None
 
-    run_id = _wait(sensor_run, 30, "a run launched by landing_sensor")
+    run_id = wait_for(sensor_run, 30, "a run launched by landing_sensor")
     expect(page.get_by_role("link", name=run_id[:8]).first).to_be_visible()
     _finished(platform, run_id)
     took = time.time() - landed
