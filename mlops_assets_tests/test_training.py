@@ -73,3 +73,25 @@ def test_fitted_pipeline_round_trips_through_skops_with_the_trusted_list(
     assert (
         baseline_score(split.train_x, split.train_y, split.test_x, split.test_y)["accuracy"] < 0.7
     )
+
+
+def test_grown_forests_score_as_forests_fitted_on_their_own(demo: pd.DataFrame) -> None:
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    from mlops_assets.training.pipeline import build_pipeline
+    from mlops_assets.training.sweep import forest_cv_scores
+
+    split = split_holdout(demo, _features(demo), "target", 0.2, 42)
+    grown = forest_cv_scores(split, [20, 5, 10], 3, "f1_macro", 42)
+    for n in (5, 10, 20):
+        alone = cross_val_score(
+            build_pipeline(split.train_x, n, 42),
+            split.train_x,
+            split.train_y,
+            cv=StratifiedKFold(n_splits=3, shuffle=True, random_state=42),
+            scoring="f1_macro",
+        )
+        assert grown[n] == list(alone), n
+    # Different sizes really are different forests (the comparison above could not pass by
+    # scoring one forest three times).
+    assert grown[5] != grown[20]

@@ -4,8 +4,11 @@ cross-validation on the rest, so the holdout stays unseen until the gate scores 
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedKFold, cross_val_score, train_test_split
+from sklearn.base import clone
+from sklearn.metrics import get_scorer
+from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from mlops_assets.training.evaluate import METRICS, baseline_score, frame_fingerprint, score
 from mlops_assets.training.pipeline import build_pipeline
@@ -67,6 +70,30 @@ def holdout_for(record: dict[str, Any], frame: pd.DataFrame) -> Split:
     )
 
 
+def forest_cv_scores(
+    split: Split, sizes: list[int], folds: int, scoring: str, seed: int
+) -> dict[int, list[float]]:
+    """Cross-validated scores of forests of each size, growing one forest per fold.
+
+    A seeded forest draws its trees' seeds in order, so its first n trees are the forest of n
+    trees: with warm_start each fold fits max(sizes) trees once instead of sum(sizes), and the
+    scores are those cross_val_score gives for each size on its own."""
+    scorer = get_scorer(scoring)
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    ordered = sorted(set(sizes))
+    scores: dict[int, list[float]] = {n: [] for n in ordered}
+    template = build_pipeline(split.train_x, ordered[0], seed)
+    for train, test in cv.split(split.train_x, split.train_y):
+        pipeline = clone(template).set_params(model__warm_start=True)
+        train_x, train_y = split.train_x.iloc[train], split.train_y.iloc[train]
+        for n in ordered:
+            pipeline.set_params(model__n_estimators=n).fit(train_x, train_y)
+            scores[n].append(
+                float(scorer(pipeline, split.train_x.iloc[test], split.train_y.iloc[test]))
+            )
+    return scores
+
+
 def run_sweep(
     frame: pd.DataFrame,
     features: list[str],
@@ -86,17 +113,16 @@ def run_sweep(
     scoring = _SKLEARN_SCORING[metric]
     if metric == "roc_auc" and split.train_y.nunique() == 2:
         scoring = "roc_auc"
-    candidates = []
-    for n in n_estimators:
-        pipeline = build_pipeline(split.train_x, n, seed)
-        if folds >= 2:
-            cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-            scores = cross_val_score(pipeline, split.train_x, split.train_y, cv=cv, scoring=scoring)
-            candidates.append(
-                Candidate({"n_estimators": n}, float(scores.mean()), float(scores.std()))
-            )
-        else:
-            candidates.append(Candidate({"n_estimators": n}, float("nan"), float("nan")))
+    if folds >= 2:
+        by_size = forest_cv_scores(split, n_estimators, folds, scoring, seed)
+        candidates = [
+            Candidate({"n_estimators": n}, float(np.mean(by_size[n])), float(np.std(by_size[n])))
+            for n in n_estimators
+        ]
+    else:
+        candidates = [
+            Candidate({"n_estimators": n}, float("nan"), float("nan")) for n in n_estimators
+        ]
     # Ties go to the smaller forest: as good and cheaper to serve.
     best = max(candidates, key=lambda c: (c.cv_score, -c.params["n_estimators"]))
     model = build_pipeline(split.train_x, best.params["n_estimators"], seed)
