@@ -148,6 +148,20 @@ def scan_landing(
     return scanned
 
 
+def _unify_mixed_columns(frame: pd.DataFrame) -> None:
+    """A column that parsed as numbers in one file and as text in another (a typo in a cell)
+    is a mix of floats and strings after concatenation, which Parquet cannot store. Such a
+    column becomes text (numbers in their exact repr); validation then coerces it per file and
+    quarantines the cells that are not numbers."""
+    for column in frame.columns:
+        values = frame[column]
+        if values.dtype == object and pd.api.types.infer_dtype(values, skipna=True).startswith(
+            "mixed"
+        ):
+            present = values.notna()
+            frame[column] = values.where(~present, values[present].map(str))
+
+
 def read_landing(landing_dir: Path) -> RawData | None:
     """Read every landing file on its own. None when the folder holds no supported files."""
     paths = landing_files(landing_dir)
@@ -181,6 +195,7 @@ def read_landing(landing_dir: Path) -> RawData | None:
     combined = pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame()
     if len(frames) > 1:
         combined[SOURCE_FILE] = combined[SOURCE_FILE].astype("category")
+        _unify_mixed_columns(combined)
     # Concatenation turns a column missing from one file into NaNs; keep each file's own
     # columns so validation can tell "missing" from "empty".
     combined.attrs["source_columns"] = {s.name: list(s.columns) for s in sources}

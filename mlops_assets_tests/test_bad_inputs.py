@@ -333,3 +333,28 @@ def test_bad_input(champion_project: Project, case: Case) -> None:
         assert result.success, message
         assert read_frame(project.stored("quarantined_rows")).empty
         assert len(read_frame(project.stored("validated_dataset"))) == len(DEMO)
+
+
+def test_text_in_a_cell_of_one_file_among_several(champion_project: Project) -> None:
+    """One file's column parses as numbers, another's as text: the mixed column is stored and
+    validated per file, the bad cell quarantined, the good file's values kept exactly."""
+    project = champion_project
+    _clear(project.landing)
+    _clear(project.settings.quarantine_dir)
+    (project.landing / "a_good.csv").write_bytes(csv(DEMO.iloc[:300]))
+    typo = DEMO.iloc[300:].reset_index(drop=True)
+    _set(typo, 4, "mean compactness", "0.1O")
+    (project.landing / "b_typo.csv").write_bytes(csv(typo))
+
+    result = project.materialize()
+    assert result.success, failure_messages(result)
+    quarantined = read_frame(project.stored("quarantined_rows"))
+    assert list(quarantined["_source_file"].astype(str)) == ["b_typo.csv"]
+    assert list(quarantined["_source_row"]) == [6]  # header is line 1, row 4 is line 6
+    assert list(quarantined["quarantine_column"]) == ["mean compactness"]
+    assert list(quarantined["quarantine_rule"]) == ["dtype"]
+    validated = read_frame(project.stored("validated_dataset"))
+    assert len(validated) == len(DEMO) - 1
+    good = validated[validated["_source_file"].astype(str) == "a_good.csv"]
+    expected = pd.read_csv(io.BytesIO(csv(DEMO.iloc[:300])))
+    assert good["mean compactness"].tolist() == expected["mean compactness"].tolist()
