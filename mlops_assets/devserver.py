@@ -6,6 +6,7 @@ each run process 3-4 s (SQLAlchemy, migration checks) on the path from a landed 
 champion; and the MLflow links in the Dagster UI work. Without a local SQLite store (an explicit
 MLFLOW_TRACKING_URI) or when the port is taken, it runs Dagster alone."""
 
+import contextlib
 import os
 import shutil
 import signal
@@ -98,13 +99,17 @@ def run_dev(settings: Settings, host: str, port: int, mlflow_port: int | None) -
     else:
         command += ["--module-name", "mlops_assets.definitions"]
     print(f"mlops-assets: Dagster UI on http://{host}:{port} (Ctrl-C stops)", flush=True)
-    dagster = subprocess.Popen(command, env=env)
+    # Started from a script or with `&`, SIGINT arrives ignored, and `dagster dev` maps SIGTERM
+    # to its SIGINT handling: it would never stop. Give the children a working SIGINT, and their
+    # own process group so whatever outlives a graceful stop can be ended as a whole.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    dagster = subprocess.Popen(command, env=env, start_new_session=True)
     children.append(dagster)
 
     def stop(signum: int, frame: object) -> None:
         for child in children:
             if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
+                child.send_signal(signal.SIGINT if child is dagster else signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, stop)
     try:
@@ -117,4 +122,7 @@ def run_dev(settings: Settings, host: str, port: int, mlflow_port: int | None) -
             child.wait(timeout=30)
         except subprocess.TimeoutExpired:
             child.kill()
+    # The webserver, daemon and code server are dagster dev's children: none may keep the port.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(dagster.pid, signal.SIGKILL)
     return code
