@@ -211,8 +211,11 @@ def _validate_file(
         # A value that did not parse is reported once, as a dtype failure, not again as a null.
         data = data.drop(index=pd.Index(pd.concat(parse_failures)["index"]))
     schema = _coercing_only_what_differs(dataset.validation_schema, data)
+    refused = data.iloc[0:0]
     try:
-        validated = schema.validate(data, lazy=True)
+        # `data` is this function's own frame (a selection of the file's rows), so Pandera may
+        # coerce it in place: its default copy of every column is a second frame at peak.
+        validated = schema.validate(data, lazy=True, inplace=True)
     except pa.errors.SchemaErrors as errors:
         cases, coerced = errors.failure_cases, errors.data
     else:
@@ -245,7 +248,7 @@ def _validate_file(
         ignore_index=True,
     )
     if failures:
-        return data.iloc[0:0], row_failures, _with_rename_hints(failures)
+        return refused, row_failures, _with_rename_hints(failures)
     remaining = coerced.drop(index=pd.unique(found["index"].to_numpy()), errors="ignore")
     return _coerced(remaining, schema), row_failures, failures
 
