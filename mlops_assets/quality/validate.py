@@ -342,11 +342,17 @@ def _duplicate_rules(
     features = [c for c in dataset.features if c in valid.columns]
     # One 64-bit hash per row instead of a groupby over every feature column.
     feature_hash = pd.util.hash_pandas_object(valid[features], index=False)
+    # A repeated row or a conflict needs repeated features: usually there are none, and one
+    # pass over the feature hashes settles both rules.
+    repeats = feature_hash.duplicated(keep=False).to_numpy()
+    if not repeats.any():
+        return []
     row_hash = feature_hash.to_numpy() ^ pd.util.hash_pandas_object(
         valid[dataset.target], index=False
     ).to_numpy() * np.uint64(0x9E3779B97F4A7C15)
     failures = []
-    repeated = pd.Series(row_hash).duplicated().to_numpy()
+    repeated = np.zeros(len(valid), dtype=bool)
+    repeated[repeats] = pd.Series(row_hash[repeats]).duplicated().to_numpy()
     duplicates = int(repeated.sum())
     share = duplicates / len(valid)
     if share > thresholds.max_duplicate_share:
@@ -359,8 +365,6 @@ def _duplicate_rules(
                 f"ceiling of {thresholds.max_duplicate_share:.1%}: was a file landed twice?",
             )
         )
-    # Only rows whose features repeat can conflict; usually there are none, or few.
-    repeats = feature_hash.duplicated(keep=False).to_numpy()
     labels_per_features = (
         pd.DataFrame({"features": feature_hash.to_numpy()[repeats], "label": row_hash[repeats]})
         .groupby("features")["label"]
