@@ -63,6 +63,15 @@ def _is_numeric(column: pa.Column) -> bool:
         return str(dtype) in {"Int64", "Int32", "Float64", "Float32"}
 
 
+def finite_or_null(series: pd.Series) -> np.ndarray:
+    """The `finite` check's verdict per value: a null passes (nullability is its own rule)."""
+    if isinstance(series.dtype, np.dtype) and series.dtype.kind == "f":
+        # Neither a copy with nulls filled in nor an isnan pass: NaN is not infinite.
+        return ~np.isinf(series.to_numpy())
+    values = series.to_numpy(dtype="float64", na_value=np.nan)
+    return np.isfinite(values) | np.isnan(values)
+
+
 def _register_finite() -> None:
     # Registered (not a lambda) so schemas holding it serialise to YAML and hash stably.
     if hasattr(pa.Check, FINITE):
@@ -70,8 +79,7 @@ def _register_finite() -> None:
 
     @extensions.register_check_method(statistics=[])
     def finite(series: pd.Series) -> pd.Series:
-        values = series.to_numpy(dtype="float64", na_value=np.nan)
-        return pd.Series(np.isfinite(values) | np.isnan(values), index=series.index)
+        return pd.Series(finite_or_null(series), index=series.index)
 
 
 _register_finite()

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
+from mlops_assets.quality import column_rules
 from mlops_assets.quality.schema import DatasetSchema
 from mlops_assets.sources import LINEAGE_COLUMNS, SOURCE_FILE, SOURCE_ROW
 
@@ -174,11 +175,12 @@ def _coerced(frame: pd.DataFrame, schema: pa.DataFrameSchema) -> pd.DataFrame:
     return schema.coerce_dtype(frame) if stale else frame
 
 
-def _coercing_only_what_differs(
-    schema: pa.DataFrameSchema, data: pd.DataFrame
+def _for_pandera(
+    schema: pa.DataFrameSchema, data: pd.DataFrame, evaluated: list[str]
 ) -> pa.DataFrameSchema:
-    """Pandera coerces every column when the schema says so, copying each; most columns of a
-    parsed file already have their dtype, so only the others are coerced."""
+    """What is left for Pandera: structure, dtypes, and the rules of the columns not in
+    `evaluated`. It coerces only the columns whose dtype differs: Pandera coerces every column
+    when the schema says so, copying each, and most columns of a parsed file already match."""
     differs = {
         name
         for name, column in schema.columns.items()
@@ -190,6 +192,9 @@ def _coercing_only_what_differs(
     for name, column in schema.columns.items():
         column = copy.copy(column)
         column.coerce = name in differs
+        if name in evaluated:
+            column.checks = []
+            column.nullable = True
         columns[name] = column
     return pa.DataFrameSchema(
         columns,
@@ -201,6 +206,29 @@ def _coercing_only_what_differs(
     )
 
 
+def _failure_cases(
+    schema: pa.DataFrameSchema, data: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame | None, pa.DataFrameSchema]:
+    """The coerced data, Pandera's failure-case table (None when nothing failed), and the
+    schema Pandera validated with."""
+    evaluated = column_rules.evaluable_columns(schema, data)
+    own_errors = {
+        name: column_rules.column_errors(schema.columns[name], data[name]) for name in evaluated
+    }
+    for_pandera = _for_pandera(schema, data, evaluated)
+    try:
+        # `data` is the caller's own frame (a selection of the file's rows), so Pandera may
+        # coerce it in place: its default copy of every column is a second frame at peak.
+        coerced = for_pandera.validate(data, lazy=True, inplace=True)
+    except pa.errors.SchemaErrors as errors:
+        pandera_errors, coerced = errors.schema_errors, errors.data
+    else:
+        pandera_errors = []
+    if not pandera_errors and not any(own_errors.values()):
+        return coerced, None, for_pandera
+    return coerced, column_rules.failure_cases(schema, pandera_errors, own_errors), for_pandera
+
+
 def _validate_file(
     source: str, part: pd.DataFrame, columns: list[str], dataset: DatasetSchema
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[DatasetFailure]]:
@@ -210,14 +238,12 @@ def _validate_file(
     if parse_failures:
         # A value that did not parse is reported once, as a dtype failure, not again as a null.
         data = data.drop(index=pd.Index(pd.concat(parse_failures)["index"]))
-    schema = _coercing_only_what_differs(dataset.validation_schema, data)
-    try:
-        validated = schema.validate(data, lazy=True)
-    except pa.errors.SchemaErrors as errors:
-        cases, coerced = errors.failure_cases, errors.data
-    else:
+    # Taken before Pandera coerces `data` in place: a refused file keeps the dtypes it came with.
+    refused = data.iloc[0:0]
+    coerced, cases, schema = _failure_cases(dataset.validation_schema, data)
+    if cases is None:
         rows = pd.concat(parse_failures, ignore_index=True) if parse_failures else None
-        return validated, rows if rows is not None else _no_row_failures(), failures
+        return coerced, rows if rows is not None else _no_row_failures(), failures
     at_row = cases["index"].notna()
     for case in cases[~at_row].itertuples(index=False):
         rule, message = _rule_text(str(case.check), case.failure_case)
@@ -245,8 +271,8 @@ def _validate_file(
         ignore_index=True,
     )
     if failures:
-        return data.iloc[0:0], row_failures, _with_rename_hints(failures)
-    remaining = coerced.drop(index=pd.unique(found["index"].to_numpy()), errors="ignore")
+        return refused, row_failures, _with_rename_hints(failures)
+    remaining = coerced.drop(index=pd.Index(pd.unique(found["index"].to_numpy())), errors="ignore")
     return _coerced(remaining, schema), row_failures, failures
 
 
@@ -339,11 +365,17 @@ def _duplicate_rules(
     features = [c for c in dataset.features if c in valid.columns]
     # One 64-bit hash per row instead of a groupby over every feature column.
     feature_hash = pd.util.hash_pandas_object(valid[features], index=False)
+    # A repeated row or a conflict needs repeated features: usually there are none, and one
+    # pass over the feature hashes settles both rules.
+    repeats = feature_hash.duplicated(keep=False).to_numpy()
+    if not repeats.any():
+        return []
     row_hash = feature_hash.to_numpy() ^ pd.util.hash_pandas_object(
         valid[dataset.target], index=False
     ).to_numpy() * np.uint64(0x9E3779B97F4A7C15)
     failures = []
-    repeated = pd.Series(row_hash).duplicated().to_numpy()
+    repeated = np.zeros(len(valid), dtype=bool)
+    repeated[repeats] = pd.Series(row_hash[repeats]).duplicated().to_numpy()
     duplicates = int(repeated.sum())
     share = duplicates / len(valid)
     if share > thresholds.max_duplicate_share:
@@ -356,8 +388,6 @@ def _duplicate_rules(
                 f"ceiling of {thresholds.max_duplicate_share:.1%}: was a file landed twice?",
             )
         )
-    # Only rows whose features repeat can conflict; usually there are none, or few.
-    repeats = feature_hash.duplicated(keep=False).to_numpy()
     labels_per_features = (
         pd.DataFrame({"features": feature_hash.to_numpy()[repeats], "label": row_hash[repeats]})
         .groupby("features")["label"]
