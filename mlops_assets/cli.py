@@ -20,7 +20,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     print(
         f"mlops-assets: materializing the asset graph (MLOPS_HOME={settings.home}) ...", flush=True
     )
-    summary = run_pipeline(settings, log_level=args.log_level.upper())
+    summary = run_pipeline(settings, log_level=args.log_level)
     print(summary.render(), file=sys.stdout if summary.success else sys.stderr)
     return 0 if summary.success else 1
 
@@ -46,7 +46,16 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
             if value:
                 print(f"  {key}: {value}")
     else:
-        print("champion: none yet (run `mlops-assets run`)")
+        print(f"champion: none yet for {settings.registered_model_name} (run `mlops-assets run`)")
+    latest = state["latest"]
+    if latest and (not champion or latest["version"] != champion["version"]):
+        aliases = ", ".join(latest["aliases"]) or "no alias"
+        print(f"latest: v{latest['version']} ({aliases}): {latest['gate'] or ''}")
+    if state["other_models"]:
+        print(
+            f"also in this registry: {', '.join(state['other_models'])} "
+            "(MLOPS_SCHEMA or MLOPS_MODEL_NAME selects one)"
+        )
     for key, asset in state["assets"].items():
         print(f"{key:18} {asset['last_materialized'] or 'never':34} {asset['data_version'] or ''}")
     return 0
@@ -125,7 +134,10 @@ def _schema_infer(args: argparse.Namespace, settings: Settings) -> int:
     path = Path(args.file)
     try:
         frame = parse_table(path, path.read_bytes())
-        dataset = infer_schema(frame, args.target, name=path.stem)
+        # Named like the file the schema is written to: the registered model is named after
+        # that file (`<stem>_classifier`), and one name for both is less to explain.
+        name = Path(args.output).stem if args.output else path.stem
+        dataset = infer_schema(frame, args.target, name=name)
     except (OSError, UnreadableFileError, ValueError) as exc:
         print(f"mlops-assets: cannot infer a schema from {path}: {exc}", file=sys.stderr)
         return 2
@@ -147,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="materialize the whole asset graph headless")
     run.add_argument(
-        "--log-level", default="WARNING", help="Dagster event log level on the console"
+        "--log-level",
+        help="also print Dagster's event log at this level (DEBUG, INFO, WARNING, ERROR); "
+        "by default one line per step and a summary",
     )
     run.set_defaults(handler=_run)
 

@@ -14,6 +14,7 @@ from mlops_assets.automation import (
     build_landing_sensor,
     build_scoring_sensor,
 )
+from mlops_assets.progress import LOGGERS
 from mlops_assets.resources.dataset import DatasetSource
 from mlops_assets.resources.gate import GatePolicy
 from mlops_assets.resources.io import LocalParquetIOManager
@@ -91,6 +92,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         ],
         resources=build_resources(settings),
         executor=executor,
+        loggers=LOGGERS,
     )
 
 

@@ -23,6 +23,9 @@ class RunSummary:
     champion: bool | None = None
     reason: str | None = None
     errors: list[str] = field(default_factory=list)
+    quarantine: str | None = None
+    quarantine_sample: list[str] = field(default_factory=list)
+    had_champion: bool = True
 
     def render(self) -> str:
         if not self.success:
@@ -30,15 +33,24 @@ class RunSummary:
             lines += [f"  {line}" for error in self.errors for line in error.splitlines()]
             if self.rows_read is not None:
                 lines.append(f"  rows read: {self.rows_read}")
-            lines.append("  The previous validated data and the current champion are unchanged.")
+            lines.append(
+                "  The previous validated data and the current champion are unchanged."
+                if self.had_champion
+                else "  Nothing was stored or registered: there is no validated data or champion "
+                "yet."
+            )
             return "\n".join(lines)
         metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(self.metrics.items()))
         status = "became champion" if self.champion else "did not become champion"
+        quarantined = [
+            f"    {line}" for line in self.quarantine_sample if self.rows_quarantined
+        ] + ([f"    all of them in {self.quarantine}"] if self.rows_quarantined else [])
         return "\n".join(
             [
                 f"mlops-assets: run {self.run_id} succeeded",
                 f"  rows read {self.rows_read}, validated {self.rows_validated}, "
                 f"quarantined {self.rows_quarantined}",
+                *quarantined,
                 f"  best model ({self.metric}): {metrics}",
                 f"  registered {self.model} v{self.version}: {status}",
                 f"  gate: {self.reason}",
@@ -72,6 +84,13 @@ def summarize(result: dg.ExecuteInProcessResult) -> RunSummary:
     summary.rows_quarantined = _metadata(
         result, "validation", "rows_quarantined", "validated_dataset"
     )
+    if summary.rows_quarantined:
+        rows = result.output_for_node("validation", "quarantined_rows").head(3)
+        summary.quarantine_sample = [
+            f"{row._source_file}:{row._source_row} column '{row.quarantine_column}' "
+            f"{row.quarantine_rule}: {row.quarantine_value}"
+            for row in rows.itertuples()
+        ]
     trained = result.output_for_node("trained_model")
     registered = result.output_for_node("registered_model")
     summary.metric = trained["metric"]
@@ -84,13 +103,23 @@ def summarize(result: dg.ExecuteInProcessResult) -> RunSummary:
 
 
 def run_pipeline(
-    settings: Settings, run_config: dict[str, Any] | None = None, log_level: str = "WARNING"
+    settings: Settings, run_config: dict[str, Any] | None = None, log_level: str | None = None
 ) -> RunSummary:
     prepare_home(settings)
     from mlops_assets.definitions import PIPELINE_JOB, build_definitions
 
     job = build_definitions(settings).resolve_job_def(PIPELINE_JOB)
-    config = {"loggers": {"console": {"config": {"log_level": log_level}}}, **(run_config or {})}
+    # Progress lines instead of Dagster's event log (unless asked for): the summary reports what
+    # failed, once.
+    loggers: dict[str, Any] = {"progress": {}}
+    if log_level:
+        loggers["console"] = {"config": {"log_level": log_level.upper()}}
+    config = {"loggers": loggers, **(run_config or {})}
+    validated = settings.storage_dir / "validated_dataset.parquet"
+    had_data = validated.exists()
     with dg.DagsterInstance.get() as instance:
         result = job.execute_in_process(instance=instance, run_config=config, raise_on_error=False)
-    return summarize(result)
+    summary = summarize(result)
+    summary.had_champion = had_data
+    summary.quarantine = str(settings.storage_dir / "quarantined_rows.parquet")
+    return summary

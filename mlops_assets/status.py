@@ -1,4 +1,5 @@
-"""`mlops-assets status`: the champion and the state of the four assets, as JSON-able data."""
+"""`mlops-assets status`: the champion, the newest version, and the state of the assets, as
+JSON-able data."""
 
 from datetime import UTC, datetime
 from typing import Any
@@ -60,6 +61,29 @@ def champion_state(settings: Settings) -> dict[str, Any] | None:
     }
 
 
+def registry_state(settings: Settings) -> dict[str, Any]:
+    """The newest version (registered but maybe not champion, and why) and the other models in
+    the store, so a rejected challenger or a model of another schema is not invisible."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    name = settings.registered_model_name
+    newest = client.search_model_versions(
+        f"name = '{name}'", order_by=["version_number DESC"], max_results=1
+    )
+    latest = None
+    if newest:
+        # Search results leave the aliases out; the version itself has them.
+        version = client.get_model_version(name, newest[0].version)
+        latest = {
+            "version": int(version.version),
+            "aliases": list(version.aliases or []),
+            "gate": (version.tags or {}).get("gate.reason"),
+        }
+    others = sorted(m.name for m in client.search_registered_models() if m.name != name)
+    return {"latest": latest, "other_models": others}
+
+
 def collect_status(settings: Settings) -> dict[str, Any]:
     import dagster as dg
 
@@ -68,5 +92,6 @@ def collect_status(settings: Settings) -> dict[str, Any]:
     prepare_home(settings)
     with dg.DagsterInstance.get() as instance:
         assets = asset_states(instance, ASSET_KEYS)
-    champion = champion_state(settings) if settings.tracking_uri_has_store() else None
-    return {"champion": champion, "assets": assets}
+    if not settings.tracking_uri_has_store():
+        return {"champion": None, "latest": None, "other_models": [], "assets": assets}
+    return {"champion": champion_state(settings), **registry_state(settings), "assets": assets}

@@ -36,6 +36,9 @@ def test_run_then_status(cli_project: Path, capsys: pytest.CaptureFixture[str]) 
     assert main(["run"]) == 0
     out = capsys.readouterr().out
     assert "rows read 569, validated 569, quarantined 0" in out
+    # Progress: a line as each step starts and ends, not Dagster's event log.
+    assert "  trained_model ...\n" in out and "  trained_model done (" in out
+    assert "STEP_START" not in out
     assert "registered breast_cancer_classifier v1: became champion" in out
     # The project's dagster.yaml became the instance's.
     instance_yaml = cli_project / "home" / "dagster" / "dagster.yaml"
@@ -46,6 +49,8 @@ def test_run_then_status(cli_project: Path, capsys: pytest.CaptureFixture[str]) 
     assert state["champion"]["model"] == "breast_cancer_classifier"
     assert state["champion"]["version"] == 1
     assert state["champion"]["metrics"]["f1_macro"] > 0.9
+    assert state["latest"]["version"] == 1 and state["latest"]["aliases"] == ["champion"]
+    assert state["other_models"] == []
     assert set(state["assets"]) == {
         "raw_dataset",
         "validated_dataset",
@@ -66,10 +71,13 @@ def test_failed_run_exits_non_zero_with_file_column_and_rule(
     frame = load_breast_cancer(as_frame=True).frame.drop(columns=["worst area"])
     frame.to_csv(landing / "missing.csv", index=False)
     assert main(["run"]) == 1
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err = captured.err
     assert "FAILED" in err
-    assert "missing.csv: column 'worst area': column_in_dataframe" in err
-    assert "current champion are unchanged" in err
+    assert "validation FAILED" in captured.out
+    # Said once, in the summary: not again by Dagster's step and run failure events.
+    assert (err + captured.out).count("missing.csv: column 'worst area': column_in_dataframe") == 1
+    assert "no validated data or champion yet" in err
 
 
 def test_schema_infer_writes_yaml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
