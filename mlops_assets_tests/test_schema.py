@@ -43,8 +43,18 @@ def test_inferred_schema_round_trips_through_yaml(tmp_path: Path) -> None:
     price_range = next(c for c in columns["price"].checks if c.name == "in_range")
     assert price_range.statistics["min_value"] == 70.0
     assert price_range.statistics["max_value"] == 430.0
+    # An integer column gets whole bounds, rounded outwards (0.7 and 4.3 here).
     rooms_range = next(c for c in columns["rooms"].checks if c.name == "in_range")
-    assert rooms_range.statistics["min_value"] == 0.7
+    assert (rooms_range.statistics["min_value"], rooms_range.statistics["max_value"]) == (0, 5)
+
+
+def test_inferred_bounds_read_as_a_person_would_write_them() -> None:
+    frame = pd.DataFrame({"x": [7.9266, 8.0012, 12.1189], "y": ["a", "b", "a"]})
+    [check] = [c for c in infer_schema(frame, "y", "s").schema.columns["x"].checks]
+    low, high = check.statistics["min_value"], check.statistics["max_value"]
+    # 10% of the range outside the data, then three significant digits away from it.
+    assert (low, high) == (7.5, 12.6)
+    assert low <= 7.9266 - 0.419 and high >= 12.1189 + 0.419
 
 
 def test_load_schema_needs_a_target(tmp_path: Path) -> None:

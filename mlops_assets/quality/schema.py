@@ -6,6 +6,7 @@ registered `finite` check) whatever the YAML says.
 """
 
 import hashlib
+import math
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -154,6 +155,18 @@ def load_schema(path: Path, target: str | None = None) -> DatasetSchema:
     return DatasetSchema(schema.name or path.stem, with_platform_rules(schema), chosen)
 
 
+def _round_out(value: float, up: bool, whole: bool) -> float | int:
+    """A bound a person reads and edits: whole numbers for an integer column, else three
+    significant digits, rounded away from the data so the range only widens."""
+    step = math.ceil if up else math.floor
+    if whole:
+        return int(step(value))
+    if value == 0 or not math.isfinite(value):
+        return value
+    scale = 10.0 ** (math.floor(math.log10(abs(value))) - 2)
+    return float(f"{step(value / scale) * scale:.3g}")
+
+
 def infer_schema(frame: pd.DataFrame, target: str, name: str) -> DatasetSchema:
     """Pandera's inference, tightened: nullability from the data, ranges with a margin,
     categories for text columns with few distinct values."""
@@ -175,7 +188,13 @@ def infer_schema(frame: pd.DataFrame, target: str, name: str) -> DatasetSchema:
                 lower = low - margin
                 if low >= 0 and lower < 0:
                     lower = 0.0  # a quantity that was never negative stays non-negative
-                checks.append(pa.Check.in_range(lower, high + margin))
+                whole = pd.api.types.is_integer_dtype(series)
+                checks.append(
+                    pa.Check.in_range(
+                        _round_out(lower, up=False, whole=whole),
+                        _round_out(high + margin, up=True, whole=whole),
+                    )
+                )
         elif series.dtype == object or isinstance(series.dtype, pd.StringDtype):
             values = series.dropna().astype(str).unique().tolist()
             if len(values) <= MAX_CATEGORIES:
