@@ -79,6 +79,10 @@ def run_dev(settings: Settings, host: str, port: int, mlflow_port: int | None) -
     # Links from MLflow back to Dagster (run and asset URLs) point at this webserver, unless the
     # user names a public address.
     env.setdefault("MLOPS_DAGSTER_UI_URL", f"http://{host}:{port}")
+    # `dagster dev` runs in DAGSTER_HOME: started in the project folder it warns that the
+    # project's dagster.yaml "will not be used", though prepare_home copied it there. Relative
+    # MLOPS_* paths still resolve against the project.
+    env["MLOPS_PROJECT_DIR"] = str(settings.project_dir)
     children: list[subprocess.Popen[bytes]] = []
     if mlflow_port and settings.tracking_uri.startswith("sqlite:"):
         # The experiment is created on the store first, so its artifacts live under MLOPS_HOME.
@@ -103,7 +107,7 @@ def run_dev(settings: Settings, host: str, port: int, mlflow_port: int | None) -
     # to its SIGINT handling: it would never stop. Give the children a working SIGINT, and their
     # own process group so whatever outlives a graceful stop can be ended as a whole.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    dagster = subprocess.Popen(command, env=env, start_new_session=True)
+    dagster = subprocess.Popen(command, env=env, cwd=settings.dagster_home, start_new_session=True)
     children.append(dagster)
 
     def stop(signum: int, frame: object) -> None:
