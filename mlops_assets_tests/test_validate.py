@@ -166,3 +166,26 @@ def test_rows_in_equal_rows_validated_plus_quarantined(values: list, labels: lis
     else:
         # A dataset failure is reported with the rule that refused it, and keeps no rows.
         assert report.valid.empty and report.failures
+
+
+def test_a_file_of_another_dataset_says_so_first(schema: DatasetSchema) -> None:
+    other = pd.DataFrame(
+        {"length_cm": [1.0, 2.0] * 20, "colour": ["red", "blue"] * 20, "target": [0, 1] * 20}
+    )
+    other[SOURCE_FILE] = pd.Categorical(["fruit.csv"] * len(other))
+    other[SOURCE_ROW] = range(2, len(other) + 2)
+    report = validate(other, schema)
+    assert not report.passed
+    first, *rest = report.failures
+    assert (first.file, first.rule) == ("fruit.csv", "other_dataset")
+    assert "has 1 of the schema's 31 columns" in first.message
+    # The rest by column, so a long list reads like the schema.
+    columns = [f.column or "" for f in rest]
+    assert columns == sorted(columns)
+
+
+def test_a_few_missing_columns_are_not_another_dataset(
+    schema: DatasetSchema, demo: pd.DataFrame
+) -> None:
+    report = validate(demo.drop(columns=["mean radius", "worst area"]), schema)
+    assert {f.rule for f in report.failures} == {"column_in_dataframe"}

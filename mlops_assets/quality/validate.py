@@ -271,9 +271,29 @@ def _validate_file(
         ignore_index=True,
     )
     if failures:
-        return refused, row_failures, _with_rename_hints(failures)
+        expected = sum(c not in LINEAGE_COLUMNS for c in dataset.validation_schema.columns)
+        return refused, row_failures, _explained(failures, source, expected)
     remaining = coerced.drop(index=pd.Index(pd.unique(found["index"].to_numpy())), errors="ignore")
     return _coerced(remaining, schema), row_failures, failures
+
+
+def _explained(failures: list[DatasetFailure], source: str, expected: int) -> list[DatasetFailure]:
+    """Failures sorted by column, with rename hints, and one line up front when the file lacks
+    most of the schema's columns: then it is most likely another dataset's file, and forty
+    missing-column lines would hide that."""
+    hinted = sorted(_with_rename_hints(failures), key=lambda f: (f.column or "", f.rule))
+    missing = sum(f.rule == "column_in_dataframe" for f in failures)
+    if expected and missing > expected / 2:
+        summary = DatasetFailure(
+            source,
+            None,
+            "other_dataset",
+            f"has {expected - missing} of the schema's {expected} columns: is it a file of "
+            "another dataset? Keep each dataset's files in its own landing folder "
+            "(MLOPS_LANDING_DIR) with its schema (MLOPS_SCHEMA)",
+        )
+        return [summary, *hinted]
+    return hinted
 
 
 def _with_rename_hints(failures: list[DatasetFailure]) -> list[DatasetFailure]:
