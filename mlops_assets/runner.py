@@ -7,6 +7,7 @@ import dagster as dg
 
 from mlops_assets.home import prepare_home
 from mlops_assets.settings import Settings
+from mlops_assets.sources import SOURCE_FILE, SOURCE_ROW
 
 
 @dataclass
@@ -87,9 +88,9 @@ def summarize(result: dg.ExecuteInProcessResult) -> RunSummary:
     if summary.rows_quarantined:
         rows = result.output_for_node("validation", "quarantined_rows").head(3)
         summary.quarantine_sample = [
-            f"{row._source_file}:{row._source_row} column '{row.quarantine_column}' "
-            f"{row.quarantine_rule}: {row.quarantine_value}"
-            for row in rows.itertuples()
+            f"{row[SOURCE_FILE]}:{row[SOURCE_ROW]} column '{row['quarantine_column']}' "
+            f"{row['quarantine_rule']}: {row['quarantine_value']}"
+            for row in rows.to_dict("records")
         ]
     trained = result.output_for_node("trained_model")
     registered = result.output_for_node("registered_model")

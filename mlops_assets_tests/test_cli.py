@@ -89,3 +89,20 @@ def test_schema_infer_writes_yaml(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "target: kind" in out.read_text()
     assert main(["schema", "infer", str(data), "--target", "nope"]) == 2
     assert "target column 'nope' is not in the data" in capsys.readouterr().err
+
+
+def test_run_says_which_rows_were_quarantined_and_where_they_are(
+    cli_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sklearn.datasets import load_breast_cancer
+
+    landing = cli_project / "data" / "landing"
+    landing.mkdir(parents=True)
+    frame = load_breast_cancer(as_frame=True).frame
+    frame.loc[3, "mean radius"] = -1.0
+    frame.to_csv(landing / "batch.csv", index=False)
+    assert main(["run"]) == 0
+    out = capsys.readouterr().out
+    assert "quarantined 1" in out
+    assert "batch.csv:5 column 'mean radius' greater_than_or_equal_to(0): -1.0" in out
+    assert f"all of them in {cli_project / 'home' / 'storage' / 'quarantined_rows.parquet'}" in out
