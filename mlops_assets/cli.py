@@ -20,6 +20,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     print(
         f"mlops-assets: materializing the asset graph (MLOPS_HOME={settings.home}) ...", flush=True
     )
+    # The progress lines and the summary say what happened; MLflow's INFO lines (creating its
+    # tables on a first run) only interleave with them.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     summary = run_pipeline(settings, log_level=args.log_level)
     print(summary.render(), file=sys.stdout if summary.success else sys.stderr)
     return 0 if summary.success else 1

@@ -1,5 +1,7 @@
 """The code location: assets, checks, resources and the job, assembled from Settings."""
 
+import warnings
+
 import dagster as dg
 
 from mlops_assets.assets.data import raw_dataset, validation
@@ -20,6 +22,16 @@ from mlops_assets.resources.gate import GatePolicy
 from mlops_assets.resources.io import LocalParquetIOManager
 from mlops_assets.resources.mlflow import ModelRegistry, mlflow_tracking
 from mlops_assets.settings import Settings
+
+# The beta APIs used on purpose (data versions on outputs, dagster-mlflow), pinned in uv.lock:
+# their notices would otherwise open every run's stderr in the UI, telling a user nothing to do.
+for _beta in (
+    "Parameter `data_version`",
+    "Class `MlFlow`",
+    "Dagster resource `mlflow_tracking`",
+    "Function `_create_mlflow_run_hook`",
+):
+    warnings.filterwarnings("ignore", message=f"{_beta}.*", category=dg.BetaWarning)
 
 PIPELINE_JOB = "mlops_pipeline"
 ASSET_KEYS = ("raw_dataset", "validated_dataset", "trained_model", "registered_model")
