@@ -1,6 +1,7 @@
 """Shared fixtures: a temporary project (MLOPS_HOME, landing folder, Dagster instance, MLflow
 store) and helpers to materialize the real graph in-process against it."""
 
+import os
 import shutil
 import warnings
 from collections.abc import Iterator
@@ -108,3 +109,19 @@ def failure_messages(result: dg.ExecuteInProcessResult) -> str:
     from mlops_assets.runner import summarize
 
     return "\n".join(summarize(result).errors)
+
+
+# `.ci/run` provides PostgreSQL and Chromium: there a missing service is a failure, not a skip,
+# so the production and browser tests can never pass by not running.
+REQUIRE_SERVICES = os.environ.get("MLOPS_REQUIRE_SERVICES") == "1"
+
+
+def skip_without(reason: str) -> None:
+    """Skip a test that needs something this machine lacks, saying what; fail under CI."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{reason} (MLOPS_REQUIRE_SERVICES=1: CI must provide it)")
+    pytest.skip(reason)
+
+
+# A sweep small enough for tests whose subject is not the model.
+QUICK_TRAINING = {"ops": {"trained_model": {"config": {"n_estimators": [10], "cv_folds": 2}}}}

@@ -15,7 +15,7 @@ from mlops_assets.automation import code_version, downstream_condition, failed_a
 from mlops_assets.definitions import PIPELINE_JOB, build_definitions
 from mlops_assets.resources.mlflow import ModelRegistry
 
-from .conftest import Project, failure_messages
+from .conftest import QUICK_TRAINING, Project, failure_messages
 
 DOWNSTREAM = {
     "validated_dataset",
@@ -68,7 +68,7 @@ def test_landing_sensor_skips_what_raw_dataset_already_read(
     project.land("a.csv", demo_frame)
     (project.landing / "broken.csv").write_bytes(b"")
     run_key = _tick(project).run_requests[0].run_key
-    result = project.materialize(run_config=_quick())
+    result = project.materialize(run_config=QUICK_TRAINING)
     assert result.success, failure_messages(result)
 
     # raw_dataset moved broken.csv to quarantine; what is left is what it read: nothing to do.
@@ -76,10 +76,6 @@ def test_landing_sensor_skips_what_raw_dataset_already_read(
     assert not after.run_requests
     assert "no new or changed files" in after.skip_message
     assert run_key not in after.skip_message
-
-
-def _quick() -> dict[str, Any]:
-    return {"ops": {"trained_model": {"config": {"n_estimators": [10], "cv_folds": 2}}}}
 
 
 def _requested(project: Project, cursor: Any = None) -> tuple[set[str], Any]:
@@ -104,7 +100,7 @@ def _materialize_raw(project: Project) -> dg.ExecuteInProcessResult:
 
 def test_downstream_follows_changed_data_only(project: Project, demo_frame: pd.DataFrame) -> None:
     project.land("a.csv", demo_frame)
-    assert project.materialize(run_config=_quick()).success
+    assert project.materialize(run_config=QUICK_TRAINING).success
     requested, cursor = _requested(project)
     assert requested == set()
 
@@ -126,7 +122,7 @@ def test_failed_blocking_check_holds_training_back(
     project: Project, demo_frame: pd.DataFrame
 ) -> None:
     project.land("a.csv", demo_frame)
-    assert project.materialize(run_config=_quick()).success
+    assert project.materialize(run_config=QUICK_TRAINING).success
     champion = project.champion_version()
     _, cursor = _requested(project)
 
@@ -135,7 +131,7 @@ def test_failed_blocking_check_holds_training_back(
     requested, cursor = _requested(project, cursor)
     assert requested == DOWNSTREAM  # validation must run to find out
 
-    failed = project.materialize(run_config=_quick())  # what automation would launch
+    failed = project.materialize(run_config=QUICK_TRAINING)  # what automation would launch
     assert not failed.success
     requested, cursor = _requested(project, cursor)
     assert requested == set()
@@ -177,7 +173,7 @@ def test_transient_failure_is_retried(project: Project, monkeypatch: pytest.Monk
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(ModelRegistry, "register", flaky)
-    result = project.materialize(run_config=_quick())
+    result = project.materialize(run_config=QUICK_TRAINING)
     assert result.success, failure_messages(result)
     retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
     assert [e.step_key for e in retries] == ["registered_model"]

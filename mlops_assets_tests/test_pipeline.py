@@ -14,7 +14,7 @@ from mlops_assets.resources.io import read_frame
 from mlops_assets.resources.mlflow import CHALLENGER
 from mlops_assets.sources import DEMO_SOURCE
 
-from .conftest import Project, failure_messages
+from .conftest import QUICK_TRAINING, Project, failure_messages
 
 
 def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
@@ -257,7 +257,7 @@ def test_batch_predictions_use_the_champion_and_refuse_bad_input(
 ) -> None:
     scoring = project.settings.scoring_dir
     demo_frame.drop(columns=["target"]).head(50).to_csv(scoring / "today.csv", index=False)
-    result = project.materialize(run_config=_quick())
+    result = project.materialize(run_config=QUICK_TRAINING)
     assert result.success, failure_messages(result)
     predictions = read_frame(project.stored("batch_predictions"))
     assert len(predictions) == 50
@@ -284,12 +284,8 @@ def test_batch_predictions_use_the_champion_and_refuse_bad_input(
     assert len(read_frame(project.stored("batch_predictions"))) == 50  # the last good ones stay
 
 
-def _quick() -> dict:
-    return {"ops": {"trained_model": {"config": {"n_estimators": [10], "cv_folds": 2}}}}
-
-
 def test_dashboard_plots_report_and_links(project: Project) -> None:
-    result = project.materialize(run_config=_quick())
+    result = project.materialize(run_config=QUICK_TRAINING)
     assert result.success, failure_messages(result)
     report_metadata = _metadata(result, "model_report")
     assert report_metadata["confusion_matrix"].startswith(
@@ -332,10 +328,10 @@ def test_dashboard_plots_report_and_links(project: Project) -> None:
 def test_drift_is_flagged_on_shifted_data_not_on_a_resample(
     project: Project, demo_frame: pd.DataFrame
 ) -> None:
-    assert project.materialize(run_config=_quick()).success
+    assert project.materialize(run_config=QUICK_TRAINING).success
     resample = demo_frame.sample(frac=0.5, random_state=3)  # a subsample: no duplicates
     project.land("resample.csv", resample)
-    result = project.materialize(run_config=_quick())
+    result = project.materialize(run_config=QUICK_TRAINING)
     assert result.success, failure_messages(result)
     assert _checks(result)["drift_report:no_drift"] is True
 
@@ -343,7 +339,7 @@ def test_drift_is_flagged_on_shifted_data_not_on_a_resample(
     shifted["mean radius"] *= 1.5
     shifted["worst texture"] += 2 * shifted["worst texture"].std()
     project.land("resample.csv", shifted)
-    result = project.materialize(run_config=_quick())
+    result = project.materialize(run_config=QUICK_TRAINING)
     assert result.success, failure_messages(result)
     assert _checks(result)["drift_report:no_drift"] is False
     table = read_frame(project.settings.storage_dir / "drift_report.parquet")

@@ -23,7 +23,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -38,6 +37,9 @@ from typing import Any
 import pytest
 import yaml
 
+from .conftest import QUICK_TRAINING, skip_without
+from .live import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 ENTRYPOINT = ROOT / "deploy" / "entrypoint.sh"
 BIN = Path(sys.executable).parent
@@ -49,7 +51,6 @@ FOUR = ("raw_dataset", "validated_dataset", "trained_model", "registered_model")
 # validated_dataset and quarantined_rows together, so both are selected.
 SELECTION = (*FOUR, "quarantined_rows")
 STEPS = {"raw_dataset", "validation", "trained_model", "registered_model"}
-QUICK = {"ops": {"trained_model": {"config": {"n_estimators": [10], "cv_folds": 2}}}}
 # Slow enough that a SIGKILL lands while trained_model is still fitting.
 SLOW = {"ops": {"trained_model": {"config": {"n_estimators": [150, 200], "cv_folds": 5}}}}
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
@@ -76,12 +77,6 @@ def _connect(dbname: str) -> Any:
     conn = psycopg2.connect(host=PG_HOST, port=PG_PORT, dbname=dbname, connect_timeout=5)
     conn.autocommit = True
     return conn
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _http_ok(url: str) -> bool:
@@ -287,7 +282,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     try:
         _connect("postgres").close()
     except Exception as exc:
-        pytest.skip(f"PostgreSQL on {PG_HOST}:{PG_PORT} is not reachable: {exc}")
+        skip_without(f"PostgreSQL on {PG_HOST}:{PG_PORT} is not reachable: {exc}")
 
     token = uuid.uuid4().hex[:12]
     dagster_db, mlflow_db = f"mlops_test_{token}_dagster", f"mlops_test_{token}_mlflow"
@@ -296,7 +291,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     _render_instance(dagster_home)
     for folder in ("mlops", "mlops/landing", "mlartifacts"):
         (base / folder).mkdir()
-    ports = {name: _free_port() for name in ("mlflow", "code-server", "webserver")}
+    ports = {name: free_port() for name in ("mlflow", "code-server", "webserver")}
     user = os.environ.get("PGUSER") or getpass.getuser()
 
     env = {
@@ -399,7 +394,7 @@ def test_services_up_with_the_four_assets(stack: Stack) -> None:
 
 def test_materialization_through_graphql_lands_in_postgres(stack: Stack) -> None:
     started = time.monotonic()
-    run_id = stack.launch(QUICK, tags={"test": "graphql"})
+    run_id = stack.launch(QUICK_TRAINING, tags={"test": "graphql"})
     stack.wait(lambda: stack.run_status(run_id) in TERMINAL, 300, "the run", interval=1)
     seconds = time.monotonic() - started
     status = stack.run_status(run_id)
@@ -449,7 +444,7 @@ def test_twenty_concurrent_materializations(stack: Stack) -> None:
     with ThreadPoolExecutor(max_workers=CONCURRENT_RUNS) as pool:
         run_ids = list(
             pool.map(
-                lambda i: stack.launch(QUICK, SELECTION, tags={"test": f"concurrent-{i}"}),
+                lambda i: stack.launch(QUICK_TRAINING, SELECTION, tags={"test": f"concurrent-{i}"}),
                 range(CONCURRENT_RUNS),
             )
         )
@@ -692,7 +687,7 @@ def test_database_outage_and_restart_lose_nothing(stack: Stack) -> None:
         print(f"runs launched by the restarted daemon: {new_runs}", file=sys.stderr)
 
     # The restarted stack goes on: a new run registers a version numbered after the others.
-    run_id = stack.launch(QUICK, SELECTION, tags={"test": "after-restart"})
+    run_id = stack.launch(QUICK_TRAINING, SELECTION, tags={"test": "after-restart"})
     assert stack.wait_runs([run_id], timeout=300) == {run_id: "SUCCESS"}
     [(version,)] = stack.mlflow_sql(
         "select v.version from model_versions v join tags t on t.run_uuid = v.run_id "
