@@ -26,7 +26,7 @@ class RunSummary:
     errors: list[str] = field(default_factory=list)
     quarantine: str | None = None
     quarantine_sample: list[str] = field(default_factory=list)
-    had_champion: bool = True
+    had_data: bool = True
 
     def render(self) -> str:
         if not self.success:
@@ -36,7 +36,7 @@ class RunSummary:
                 lines.append(f"  rows read: {self.rows_read}")
             lines.append(
                 "  The previous validated data and the current champion are unchanged."
-                if self.had_champion
+                if self.had_data
                 else "  Nothing was stored or registered: there is no validated data or champion "
                 "yet."
             )
@@ -85,6 +85,7 @@ def summarize(result: dg.ExecuteInProcessResult) -> RunSummary:
     summary.rows_quarantined = _metadata(
         result, "validation", "rows_quarantined", "validated_dataset"
     )
+    summary.quarantine = _metadata(result, "validation", "path", "quarantined_rows")
     if summary.rows_quarantined:
         rows = result.output_for_node("validation", "quarantined_rows").head(3)
         summary.quarantine_sample = [
@@ -116,11 +117,9 @@ def run_pipeline(
     if log_level:
         loggers["console"] = {"config": {"log_level": log_level.upper()}}
     config = {"loggers": loggers, **(run_config or {})}
-    validated = settings.storage_dir / "validated_dataset.parquet"
-    had_data = validated.exists()
     with dg.DagsterInstance.get() as instance:
+        had_data = instance.get_latest_materialization_event(dg.AssetKey("validated_dataset"))
         result = job.execute_in_process(instance=instance, run_config=config, raise_on_error=False)
     summary = summarize(result)
-    summary.had_champion = had_data
-    summary.quarantine = str(settings.storage_dir / "quarantined_rows.parquet")
+    summary.had_data = had_data is not None
     return summary

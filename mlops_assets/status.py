@@ -2,10 +2,13 @@
 JSON-able data."""
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlops_assets.home import prepare_home
 from mlops_assets.settings import Settings
+
+if TYPE_CHECKING:
+    from mlops_assets.resources.mlflow import ModelRegistry
 
 
 def asset_states(instance: Any, keys: tuple[str, ...]) -> dict[str, dict[str, str | None]]:
@@ -26,12 +29,9 @@ def asset_states(instance: Any, keys: tuple[str, ...]) -> dict[str, dict[str, st
     return states
 
 
-def champion_state(settings: Settings) -> dict[str, Any] | None:
-    from mlops_assets.resources.mlflow import CHAMPION, ModelRegistry
+def champion_state(registry: "ModelRegistry") -> dict[str, Any] | None:
+    from mlops_assets.resources.mlflow import CHAMPION
 
-    registry = ModelRegistry(
-        tracking_uri=settings.tracking_uri, model_name=settings.registered_model_name
-    )
     version = registry.version_for_alias(CHAMPION)
     if version is None:
         return None
@@ -43,7 +43,7 @@ def champion_state(settings: Settings) -> dict[str, Any] | None:
     }
     tags = version.tags or {}
     return {
-        "model": settings.registered_model_name,
+        "model": registry.model_name,
         "version": int(version.version),
         "metrics": metrics,
         "lineage": {
@@ -61,27 +61,22 @@ def champion_state(settings: Settings) -> dict[str, Any] | None:
     }
 
 
-def registry_state(settings: Settings) -> dict[str, Any]:
+def registry_state(registry: "ModelRegistry") -> dict[str, Any]:
     """The newest version (registered but maybe not champion, and why) and the other models in
     the store, so a rejected challenger or a model of another schema is not invisible."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=settings.tracking_uri)
-    name = settings.registered_model_name
-    newest = client.search_model_versions(
-        f"name = '{name}'", order_by=["version_number DESC"], max_results=1
-    )
+    client = registry.client()
+    versions = registry.versions()
     latest = None
-    if newest:
+    if versions:
         # Search results leave the aliases out; the version itself has them.
-        version = client.get_model_version(name, newest[0].version)
+        version = client.get_model_version(registry.model_name, versions[-1].version)
         latest = {
             "version": int(version.version),
             "aliases": list(version.aliases or []),
             "gate": (version.tags or {}).get("gate.reason"),
         }
-    others = sorted(m.name for m in client.search_registered_models() if m.name != name)
-    return {"latest": latest, "other_models": others}
+    names = (m.name for m in client.search_registered_models())
+    return {"latest": latest, "other_models": sorted(n for n in names if n != registry.model_name)}
 
 
 def collect_status(settings: Settings) -> dict[str, Any]:
@@ -94,4 +89,9 @@ def collect_status(settings: Settings) -> dict[str, Any]:
         assets = asset_states(instance, ASSET_KEYS)
     if not settings.tracking_uri_has_store():
         return {"champion": None, "latest": None, "other_models": [], "assets": assets}
-    return {"champion": champion_state(settings), **registry_state(settings), "assets": assets}
+    from mlops_assets.resources.mlflow import ModelRegistry
+
+    registry = ModelRegistry(
+        tracking_uri=settings.tracking_uri, model_name=settings.registered_model_name
+    )
+    return {"champion": champion_state(registry), **registry_state(registry), "assets": assets}

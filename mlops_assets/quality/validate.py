@@ -271,8 +271,7 @@ def _validate_file(
         ignore_index=True,
     )
     if failures:
-        expected = sum(c not in LINEAGE_COLUMNS for c in dataset.validation_schema.columns)
-        return refused, row_failures, _explained(failures, source, expected)
+        return refused, row_failures, _explained(failures, source, len(dataset.schema.columns))
     remaining = coerced.drop(index=pd.Index(pd.unique(found["index"].to_numpy())), errors="ignore")
     return _coerced(remaining, schema), row_failures, failures
 
