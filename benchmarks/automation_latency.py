@@ -23,20 +23,18 @@ directly so it costs no CPU the pipeline needs.
 import argparse
 import json
 import os
-import signal
-import socket
-import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from mlops_assets_tests.live import Live, running_dev, wait_for
+
 # Every trial's model is as good as the champion; the gate's noise rule would (rightly) keep
 # the champion, so both profiles promote models that are not worse.
 GATE = {"MLOPS_GATE_REQUIRE_SIGNIFICANT": "false"}
@@ -52,12 +50,6 @@ PROFILES: dict[str, dict[str, str]] = {
 DEFAULT_INSTANCE_YAML = "telemetry:\n  enabled: false\n"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def demo_variant(trial: int) -> bytes:
     """Demo features, jittered per trial (new bytes), with a label the forest always gets right."""
     import numpy as np
@@ -70,135 +62,66 @@ def demo_variant(trial: int) -> bytes:
     return frame.to_csv(index=False).encode()
 
 
-class Platform:
-    def __init__(self, profile: str, base: Path) -> None:
-        self.base = base
-        self.home = base / "home"
-        self.landing = base / "landing"
-        self.landing.mkdir(parents=True)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in {"DAGSTER_HOME", "MLFLOW_TRACKING_URI", "MLOPS_SCHEMA"}
-        }
-        env.update(
-            MLOPS_HOME=str(self.home),
-            MLOPS_LANDING_DIR=str(self.landing),
-            MLOPS_PROJECT_DIR=str(ROOT),
-            **PROFILES[profile],
-        )
-        if profile == "dagster-defaults":
-            dagster_home = base / "dagster-home"
-            dagster_home.mkdir()
-            (dagster_home / "dagster.yaml").write_text(DEFAULT_INSTANCE_YAML)
-            env["DAGSTER_HOME"] = str(dagster_home)
-        self.log = (base / "dev.log").open("w")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mlops_assets.cli",
-                "dev",
-                "--port",
-                str(self.port),
-                "--mlflow-port",
-                str(free_port()),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"{self.url}/server_info", timeout=2).close()
-                return
-            except OSError:
-                time.sleep(0.5)
-        raise RuntimeError(f"webserver did not come up; see {base / 'dev.log'}")
+def drop(live: Live, name: str, payload: bytes) -> float:
+    """Land a file atomically (dot files are ignored by the sensor); when it appeared."""
+    staging = live.landing / f".{name}.tmp"
+    staging.write_bytes(payload)
+    dropped = time.time()
+    os.replace(staging, live.landing / name)
+    return dropped
 
-    def stop(self) -> None:
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.log.close()
 
-    def champion(self) -> int | None:
-        try:
-            with sqlite3.connect(self.home / "mlflow.db", timeout=1) as db:
-                row = db.execute(
-                    "select version from registered_model_aliases where alias = 'champion'"
-                ).fetchone()
-        except sqlite3.Error:
-            return None
-        return int(row[0]) if row else None
+def idle(live: Live, timeout: float = 300) -> None:
+    wait_for(
+        lambda: all(r["status"] in {"SUCCESS", "FAILURE", "CANCELED"} for r in live.runs()),
+        timeout,
+        "the runs to finish",
+    )
 
-    def runs(self) -> list[dict[str, Any]]:
-        query = (
-            "{ runsOrError { ... on Runs { results { runId status creationTime startTime "
-            "endTime } } } }"
-        )
-        request = urllib.request.Request(
-            f"{self.url}/graphql",
-            data=json.dumps({"query": query}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return list(json.loads(response.read())["data"]["runsOrError"]["results"])
 
-    def drop(self, name: str, payload: bytes) -> float:
-        staging = self.landing / f".{name}.tmp"  # dot files are ignored by the sensor
-        staging.write_bytes(payload)
-        dropped = time.time()
-        os.replace(staging, self.landing / name)
-        return dropped
-
-    def idle(self, timeout: float = 300) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if all(r["status"] in {"SUCCESS", "FAILURE", "CANCELED"} for r in self.runs()):
-                return
-            time.sleep(1)
-        raise RuntimeError("runs did not finish")
+@contextmanager
+def platform(profile: str, base: Path) -> Iterator[Live]:
+    """The platform as `make dev` starts it, with the profile's settings."""
+    overrides = dict(PROFILES[profile])
+    if profile == "dagster-defaults":
+        dagster_home = base / "dagster-home"
+        dagster_home.mkdir()
+        (dagster_home / "dagster.yaml").write_text(DEFAULT_INSTANCE_YAML)
+        overrides["DAGSTER_HOME"] = str(dagster_home)
+    with running_dev(base, overrides) as live:
+        yield live
 
 
 def measure(profile: str, trials: int, timeout: float) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix=f"latency-{profile}-") as tmp:
-        platform = Platform(profile, Path(tmp))
-        try:
-            latencies, breakdowns = [], []
-            for trial in range(trials):
-                before = platform.champion()
-                dropped = platform.drop("data.csv", demo_variant(trial))
-                deadline = time.monotonic() + timeout
-                while platform.champion() == before:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"{profile}: no new champion after {timeout:.0f} s")
-                    time.sleep(0.1)
-                latency = time.time() - dropped
-                latencies.append(latency)
-                platform.idle()
-                run = platform.runs()[0]
-                breakdowns.append(
-                    {
-                        "sensor_wait": run["creationTime"] - dropped,
-                        "queue_and_launch": run["startTime"] - run["creationTime"],
-                        "run": run["endTime"] - run["startTime"],
-                    }
-                )
-                print(f"  {profile} trial {trial + 1}: {latency:.1f} s", flush=True)
-            runs_before = len(platform.runs())
-            platform.drop("data.csv", demo_variant(trials - 1))  # identical bytes again
-            time.sleep(30)
-            extra_runs = len(platform.runs()) - runs_before
-        finally:
-            platform.stop()
+    with (
+        tempfile.TemporaryDirectory(prefix=f"latency-{profile}-") as tmp,
+        platform(profile, Path(tmp)) as live,
+    ):
+        latencies, breakdowns = [], []
+        for trial in range(trials):
+            before = live.champion()
+            dropped = drop(live, "data.csv", demo_variant(trial))
+            deadline = time.monotonic() + timeout
+            while live.champion() == before:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{profile}: no new champion after {timeout:.0f} s")
+                time.sleep(0.1)
+            latency = time.time() - dropped
+            latencies.append(latency)
+            idle(live)
+            run = live.runs()[0]
+            breakdowns.append(
+                {
+                    "sensor_wait": run["creationTime"] - dropped,
+                    "queue_and_launch": run["startTime"] - run["creationTime"],
+                    "run": run["endTime"] - run["startTime"],
+                }
+            )
+            print(f"  {profile} trial {trial + 1}: {latency:.1f} s", flush=True)
+        runs_before = len(live.runs())
+        drop(live, "data.csv", demo_variant(trials - 1))  # identical bytes again
+        time.sleep(30)
+        extra_runs = len(live.runs()) - runs_before
     return {
         "profile": profile,
         "latencies": latencies,

@@ -1,5 +1,6 @@
 """A live `mlops-assets dev` (Dagster webserver + daemon, MLflow server) on free ports and a
-temporary MLOPS_HOME, shared by the end-to-end tests (test_live.py, test_browser.py)."""
+temporary MLOPS_HOME, shared by the end-to-end tests (test_live.py, test_browser.py) and
+benchmarks/automation_latency.py."""
 
 import json
 import os
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,8 +46,10 @@ class Live:
             return json.loads(response.read())["data"]
 
     def runs(self) -> list[dict[str, Any]]:
+        """Newest first, with their tags and timestamps."""
         data = self.graphql(
-            "{ runsOrError { ... on Runs { results { runId status tags { key value } } } } }"
+            "{ runsOrError { ... on Runs { results { runId status tags { key value } "
+            "creationTime startTime endTime } } } }"
         )
         return list(data["runsOrError"]["results"])
 
@@ -54,7 +57,7 @@ class Live:
         # Read the registry's table directly: a poll that imports mlflow would compete with
         # the pipeline for the two cores.
         try:
-            with sqlite3.connect(self.home / "mlflow.db") as db:
+            with sqlite3.connect(self.home / "mlflow.db", timeout=1) as db:
                 row = db.execute(
                     "select version from registered_model_aliases where alias = 'champion'"
                 ).fetchone()
@@ -80,15 +83,17 @@ def wait_for(predicate: Any, timeout: float, what: str) -> Any:
 
 
 @contextmanager
-def running_dev(base: Path) -> Iterator[Live]:
+def running_dev(base: Path, env_overrides: Mapping[str, str] | None = None) -> Iterator[Live]:
     """`mlops-assets dev` with an empty landing folder under `base`, up once GraphQL lists the
-    code location's assets; the whole process group is ended afterwards."""
+    code location's assets; the whole process group is ended afterwards. `env_overrides` are
+    applied last (a benchmark profile's settings, its own DAGSTER_HOME)."""
     port, mlflow_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k not in _OUTSIDE}
     env.update(
         MLOPS_HOME=str(base / "home"),
         MLOPS_LANDING_DIR=str(base / "landing"),
         MLOPS_PROJECT_DIR=str(ROOT),
+        **(env_overrides or {}),
     )
     (base / "landing").mkdir()
     log_path = base / "dev.log"
