@@ -89,7 +89,7 @@ def apply_policy(assets: Sequence[dg.AssetsDefinition]) -> list[dg.AssetsDefinit
     return [asset.map_asset_specs(policy) for asset in assets]
 
 
-def _latest_data_version(instance: dg.DagsterInstance, key: dg.AssetKey) -> str | None:
+def latest_data_version(instance: dg.DagsterInstance, key: dg.AssetKey) -> str | None:
     event = instance.get_latest_materialization_event(key)
     materialization = event.asset_materialization if event else None
     return (materialization.tags or {}).get("dagster/data_version") if materialization else None
@@ -136,7 +136,7 @@ def _folder_sensor(
         known = {k: tuple(v) for k, v in json.loads(context.cursor or "{}").items()}
         scanned = scan_landing(folder, known)
         context.update_cursor(json.dumps(scanned, sort_keys=True))
-        consumed = _latest_data_version(context.instance, consumer)
+        consumed = latest_data_version(context.instance, consumer)
         return folder_decision(name, scanned, consumed, folder, consumer.to_user_string())
 
     return folder_sensor

@@ -11,7 +11,7 @@ import pandas as pd
 from pydantic import Field
 
 from mlops_assets.assets.metadata import markdown_table, score, scores
-from mlops_assets.automation import TRANSIENT_RETRY
+from mlops_assets.automation import TRANSIENT_RETRY, latest_data_version
 from mlops_assets.resources.dataset import DatasetSource
 from mlops_assets.resources.gate import GatePolicy
 from mlops_assets.resources.mlflow import ModelRegistry, dagster_mlflow_run
@@ -256,7 +256,7 @@ def registered_model(
             seed=trained_model["seed"],
             dagster_run_id=run_id,
             data_versions={
-                key: _latest_data_version(context, key)
+                key: latest_data_version(context.instance, dg.AssetKey(key))
                 for key in ("raw_dataset", "validated_dataset", "trained_model")
             },
             code_versions=code_versions(),
@@ -348,9 +348,3 @@ def registered_model(
             **scores(decision.numbers()),
         },
     )
-
-
-def _latest_data_version(context: dg.AssetExecutionContext, key: str) -> str | None:
-    event = context.instance.get_latest_materialization_event(dg.AssetKey(key))
-    materialization = event.asset_materialization if event else None
-    return (materialization.tags or {}).get("dagster/data_version") if materialization else None

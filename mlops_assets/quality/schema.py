@@ -40,7 +40,7 @@ class DatasetSchema:
         lineage = {name: pa.Column(None, nullable=True, required=False) for name in LINEAGE_COLUMNS}
         return self.schema.add_columns(lineage)
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         return hashlib.sha256(self.to_yaml().encode()).hexdigest()[:16]
 

@@ -1,5 +1,6 @@
 """Where the data comes from and which schema guards it."""
 
+import functools
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,11 +25,10 @@ class DatasetSource(dg.ConfigurableResource):
         return read_raw(Path(self.landing_dir))
 
     def dataset_schema(self) -> Any:
-        from mlops_assets.quality.schema import demo_schema, load_schema
-
-        if self.schema_path:
-            return load_schema(Path(self.schema_path), self.target)
-        return demo_schema()
+        # Every asset of a run asks for it; build it once per schema file version.
+        path = Path(self.schema_path) if self.schema_path else None
+        version = path.stat().st_mtime_ns if path is not None and path.exists() else None
+        return _dataset_schema(path, self.target, version)
 
     def quarantine_file(self, path: Path, reason: str) -> Path:
         """Move an unreadable file out of the landing folder, with its reason beside it.
@@ -40,3 +40,12 @@ class DatasetSource(dg.ConfigurableResource):
         shutil.move(str(path), target)
         target.with_name(target.name + ".reason.txt").write_text(f"{path}\n{reason}\n")
         return target
+
+
+@functools.lru_cache(maxsize=8)
+def _dataset_schema(path: Path | None, target: str, version: int | None) -> Any:
+    """The schema is treated as immutable by its users (validation copies the columns it
+    changes), so one instance serves every asset of a run."""
+    from mlops_assets.quality.schema import demo_schema, load_schema
+
+    return load_schema(path, target) if path is not None else demo_schema()
