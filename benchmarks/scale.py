@@ -1,0 +1,243 @@
+"""The whole platform at real data sizes, against the floor of reading and fitting alone.
+
+For each row count: a table of 20 numeric features (some with nulls), 3 categorical columns and
+a 3-class label (class clusters drawn as `make_classification` draws them, the categories cut from
+informative features) is
+written as one CSV in a fresh landing folder; its schema is inferred with
+`mlops-assets schema infer`; then `mlops-assets run` materializes the whole graph in a fresh
+MLOPS_HOME, as a user would run it. Printed per size: each step's wall time (from the run's own
+progress lines), the run's peak RSS (its process, by wait4), the registered artifact's size and
+the holdout macro-F1.
+
+The floor is measured in the same invocation on the same CSV: reading it (pandas over Arrow),
+then a bare `HistGradientBoostingClassifier` (defaults, categoricals from dtype) fit and predict
+on the same stratified 80/20 split. The ratio printed is platform wall time / floor wall time.
+
+    .venv/bin/python benchmarks/scale.py --rows 100000 1000000 10000000
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+TARGET = "target"
+SEED = 7
+N_NUMERIC = 20
+CATEGORICAL = {"region": 5, "channel": 3, "tier": 8}
+NULL_SHARE = 0.01
+KIB_PER_GIB = 1024**2
+CHUNK_ROWS = 1_000_000
+
+
+def _structure() -> dict[str, np.ndarray]:
+    """Class clusters fixed once (as `make_classification` draws them), so every chunk of a
+    large table samples the same problem and no two rows repeat."""
+    rng = np.random.default_rng(SEED)
+    informative, clusters = 12, 6  # 3 classes x 2 clusters
+    vertices = rng.integers(0, 2, size=(clusters, informative)) * 2.0 - 1.0
+    return {
+        "centroids": vertices * rng.uniform(0.6, 1.0, size=(clusters, 1)),
+        "mixing": rng.uniform(-1, 1, size=(clusters, informative, informative)),
+        "redundant": rng.uniform(-1, 1, size=(informative, 4)),
+    }
+
+
+def _chunk(rows: int, seed: int, structure: dict[str, np.ndarray]) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    cluster = rng.integers(0, len(structure["centroids"]), size=rows)
+    y = cluster % 3
+    noise = rng.standard_normal((rows, structure["centroids"].shape[1]))
+    informative = np.einsum("ri,rij->rj", noise, structure["mixing"][cluster])
+    informative += structure["centroids"][cluster]
+    x = np.hstack(
+        [
+            informative,
+            informative @ structure["redundant"],
+            rng.standard_normal((rows, N_NUMERIC - informative.shape[1] - 4)),
+        ]
+    )
+    flip = rng.random(rows) < 0.02
+    y[flip] = rng.integers(0, 3, size=int(flip.sum()))
+    frame = pd.DataFrame(x.astype("float32"), columns=[f"f{i:02d}" for i in range(N_NUMERIC)])
+    for offset, (name, levels) in enumerate(CATEGORICAL.items()):
+        # Cut from an informative feature, so the categories carry signal.
+        column = informative[:, offset + 3]
+        bins = np.quantile(column, np.linspace(0, 1, levels + 1)[1:-1])
+        codes = np.digitize(column, bins)
+        frame[name] = np.array([f"{name}_{i}" for i in range(levels)], dtype=object)[codes]
+    for column_name in ("f05", "f11", "f17"):
+        frame.loc[rng.random(rows) < NULL_SHARE, column_name] = np.nan
+    frame[TARGET] = y
+    return frame
+
+
+def write_dataset(path: Path, rows: int) -> None:
+    """Written in chunks so the generator does not hold 10M rows of float64 at once."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    structure = _structure()
+    writer = None
+    for start in range(0, rows, CHUNK_ROWS):
+        chunk = _chunk(min(CHUNK_ROWS, rows - start), SEED + 1 + start, structure)
+        table = pa.Table.from_pandas(chunk, preserve_index=False)
+        if writer is None:
+            writer = pa_csv.CSVWriter(str(path), table.schema)
+        writer.write_table(table)
+    assert writer is not None
+    writer.close()
+
+
+def floor(path: Path) -> dict[str, float]:
+    """Reading the CSV and a bare HistGradientBoosting fit/predict on the same split."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.metrics import f1_score
+    from sklearn.model_selection import train_test_split
+
+    started = time.perf_counter()
+    frame = pd.read_csv(path, engine="pyarrow")
+    read = time.perf_counter() - started
+    for name in CATEGORICAL:
+        frame[name] = frame[name].astype("category")
+    x, y = frame.drop(columns=[TARGET]), frame[TARGET]
+    train_x, test_x, train_y, test_y = train_test_split(
+        x, y, test_size=0.2, random_state=42, stratify=y
+    )
+    started = time.perf_counter()
+    model = HistGradientBoostingClassifier(categorical_features="from_dtype", random_state=42)
+    model.fit(train_x, train_y)
+    fit = time.perf_counter() - started
+    started = time.perf_counter()
+    predicted = model.predict(test_x)
+    predict = time.perf_counter() - started
+    return {
+        "read_s": read,
+        "fit_s": fit,
+        "predict_s": predict,
+        "total_s": read + fit + predict,
+        "f1_macro": float(f1_score(test_y, predicted, average="macro")),
+    }
+
+
+STEP_LINE = re.compile(r"^\s+(\S+) (done|FAILED) \(([\d.]+) s\)")
+METRICS_LINE = re.compile(r"best model \((\w+)\): (.*)$")
+
+
+def run_platform(workdir: Path, csv: Path, log: Path) -> dict[str, Any]:
+    landing = workdir / "landing"
+    landing.mkdir()
+    schema = workdir / "scale.yaml"
+    cli = str(BIN / "mlops-assets")
+    env = {
+        **os.environ,
+        "MLOPS_HOME": str(workdir / "home"),
+        "MLOPS_LANDING_DIR": str(landing),
+        "MLOPS_SCORING_DIR": str(workdir / "scoring"),
+        "MLOPS_SCHEMA": str(schema),
+        "MLOPS_TARGET": TARGET,
+    }
+    started = time.perf_counter()
+    subprocess.run(
+        [cli, "schema", "infer", str(csv), "--target", TARGET, "-o", str(schema)],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    infer = time.perf_counter() - started
+    os.link(csv, landing / csv.name)
+    lines: list[str] = []
+    started = time.perf_counter()
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            [cli, "run"], env=env, stdout=subprocess.PIPE, stderr=sink, text=True, cwd=ROOT
+        )
+        assert process.stdout is not None
+        for line in process.stdout:
+            sink.write(line)
+            sink.flush()
+            lines.append(line.rstrip("\n"))
+            print(f"    | {line.rstrip()}", flush=True)
+        _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"mlops-assets run failed; see {log}")
+    steps = {m[1]: float(m[3]) for m in map(STEP_LINE.match, lines) if m}
+    metrics = {}
+    for line in lines:
+        found = METRICS_LINE.search(line)
+        if found:
+            metrics = {k: float(v) for k, v in (pair.split("=") for pair in found[2].split(", "))}
+    artifacts = sorted((workdir / "home" / "mlartifacts").rglob("model.skops"))
+    return {
+        "schema_infer_s": infer,
+        "run_s": wall,
+        "steps": steps,
+        "peak_gib": usage.ru_maxrss / KIB_PER_GIB,
+        "artifact_mb": artifacts[-1].stat().st_size / 1e6 if artifacts else float("nan"),
+        "f1_macro": metrics.get("f1_macro", float("nan")),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--workdir", type=Path, help="keep data and homes here")
+    parser.add_argument("--json", type=Path, help="write the results here too")
+    args = parser.parse_args()
+    root = args.workdir or Path(tempfile.mkdtemp(prefix="mlops-scale-"))
+    root.mkdir(parents=True, exist_ok=True)
+    results = []
+    for rows in args.rows:
+        workdir = root / f"rows-{rows}"
+        workdir.mkdir(exist_ok=True)
+        csv = workdir / f"scale_{rows}.csv"
+        if not csv.exists():
+            print(f"generating {rows:,} rows -> {csv}", flush=True)
+            write_dataset(csv, rows)
+        print(f"floor: read + HistGradientBoosting on {rows:,} rows ...", flush=True)
+        base = floor(csv)
+        print(f"  {json.dumps({k: round(v, 3) for k, v in base.items()})}", flush=True)
+        for stale in ("landing", "home", "scoring", "scale.yaml"):
+            target = workdir / stale
+            if target.is_dir():
+                subprocess.run(["rm", "-rf", str(target)], check=True)
+            elif target.exists():
+                target.unlink()
+        print(f"platform: mlops-assets run on {rows:,} rows ...", flush=True)
+        platform = run_platform(workdir, csv, workdir / "run.log")
+        results.append({"rows": rows, "floor": base, "platform": platform})
+    print()
+    print(
+        "| rows | floor (read+fit+predict) | platform run | ratio | peak RSS | artifact "
+        "| macro-F1 platform / floor | slowest steps |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in results:
+        p, f = r["platform"], r["floor"]
+        slowest = ", ".join(
+            f"{k} {v:.1f} s" for k, v in sorted(p["steps"].items(), key=lambda kv: -kv[1])[:3]
+        )
+        print(
+            f"| {r['rows']:,} | {f['total_s']:.1f} s | {p['run_s']:.1f} s "
+            f"| {p['run_s'] / f['total_s']:.2f}x | {p['peak_gib']:.2f} GiB "
+            f"| {p['artifact_mb']:.1f} MB | {p['f1_macro']:.4f} / {f['f1_macro']:.4f} "
+            f"| {slowest} |"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
