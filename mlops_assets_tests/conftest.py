@@ -124,4 +124,14 @@ def skip_without(reason: str) -> None:
 
 
 # A sweep small enough for tests whose subject is not the model.
-QUICK_TRAINING = {"ops": {"trained_model": {"config": {"n_estimators": [10], "cv_folds": 2}}}}
+QUICK_TRAINING = {
+    "ops": {
+        "trained_model": {
+            "config": {
+                "families": ["random_forest"],
+                "random_forest": {"n_estimators": [10]},
+                "cv_folds": 2,
+            }
+        }
+    }
+}

@@ -52,7 +52,17 @@ FOUR = ("raw_dataset", "validated_dataset", "trained_model", "registered_model")
 SELECTION = (*FOUR, "quarantined_rows")
 STEPS = {"raw_dataset", "validation", "trained_model", "registered_model"}
 # Slow enough that a SIGKILL lands while trained_model is still fitting.
-SLOW = {"ops": {"trained_model": {"config": {"n_estimators": [150, 200], "cv_folds": 5}}}}
+SLOW = {
+    "ops": {
+        "trained_model": {
+            "config": {
+                "families": ["random_forest"],
+                "random_forest": {"n_estimators": [150, 200]},
+                "cv_folds": 5,
+            }
+        }
+    }
+}
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 CONCURRENT_RUNS = 20
 

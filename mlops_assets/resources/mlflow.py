@@ -294,6 +294,17 @@ class ModelRegistry(dg.ConfigurableResource):
                 )
             return skops.io.load(local / flavor["pickled_model"], trusted=SKOPS_TRUSTED_TYPES)
 
+    def model_artifact_bytes(self, model_id: str) -> int:
+        """Bytes of a logged model's files: what every registered version of it stores."""
+
+        def total(path: str | None) -> int:
+            found = 0
+            for item in self.client().list_logged_model_artifacts(model_id, path):
+                found += total(item.path) if item.is_dir else int(item.file_size or 0)
+            return found
+
+        return total(None)
+
     def run_url(self, experiment_id: str, run_id: str) -> str:
         return f"{self.mlflow_ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
 

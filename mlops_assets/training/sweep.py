@@ -1,17 +1,32 @@
-"""Split, sweep and pick: a stratified holdout is put aside first; candidates are compared by
-cross-validation on the rest, so the holdout stays unseen until the gate scores it."""
+"""Split, sweep and pick: a stratified holdout is put aside first; candidates of every family are
+compared by cross-validation on the rest, so the holdout stays unseen until the gate scores it.
 
+The comparison's cost is bounded whatever the row count. Up to `full_cv_rows` training rows,
+every candidate is cross-validated on all of them. Beyond, candidates race by successive
+halving over rows (as scikit-learn's HalvingGridSearchCV does): every candidate is
+cross-validated on a small stratified sample, the best 1/`factor` go on to a sample `factor`
+times larger, up to `max_search_rows`. The winner is then refit on all training rows.
+"""
+
+import itertools
+import math
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
 from sklearn.metrics import get_scorer
-from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit, train_test_split
 
 from mlops_assets.training.evaluate import METRICS, baseline_score, frame_fingerprint, score
-from mlops_assets.training.pipeline import build_pipeline
+from mlops_assets.training.pipeline import (
+    HIST_GRADIENT_BOOSTING,
+    RANDOM_FOREST,
+    build_pipeline,
+    tree_nodes,
+)
 
 _SKLEARN_SCORING = {
     "accuracy": "accuracy",
@@ -19,6 +34,12 @@ _SKLEARN_SCORING = {
     "f1_macro": "f1_macro",
     "roc_auc": "roc_auc_ovr",
 }
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -35,9 +56,33 @@ class Split:
 
 @dataclass
 class Candidate:
+    family: str
     params: dict[str, Any]
-    cv_score: float
-    cv_std: float
+    cv_score: float = float("nan")
+    cv_std: float = float("nan")
+    rows: int = 0  # training rows of the last rung it was scored on
+    rung: int = 0
+    fit_seconds: float = 0.0  # mean fit time per split at that rung
+    nodes: int = 0  # tree nodes of its model at that rung: its size and serving cost
+    fit_rows: int = 0
+    validation_rows: int = 0
+
+    @property
+    def label(self) -> str:
+        shown = ", ".join(f"{k}={v}" for k, v in self.params.items())
+        return f"{self.family}({shown})"
+
+    def as_row(self, metric: str) -> dict[str, Any]:
+        return {
+            "family": self.family,
+            **self.params,
+            f"cv_{metric}": self.cv_score,
+            "cv_std": self.cv_std,
+            "cv_rows": self.rows,
+            "rung": self.rung,
+            "fit_s": round(self.fit_seconds, 2),
+            "tree_nodes": self.nodes,
+        }
 
 
 @dataclass
@@ -50,6 +95,15 @@ class SweepResult:
     split: Split
     metric: str
     classes: list[str] = field(default_factory=list)
+    search: str = "full cross-validation"
+    refit_seconds: float = 0.0
+
+
+def grid(family: str, **values: Sequence[Any]) -> list[Candidate]:
+    """Every combination of the values given for one family."""
+    names = [name for name, options in values.items() if options]
+    combos = itertools.product(*(values[name] for name in names))
+    return [Candidate(family, dict(zip(names, combo, strict=True))) for combo in combos]
 
 
 def split_holdout(
@@ -70,70 +124,244 @@ def holdout_for(record: dict[str, Any], frame: pd.DataFrame) -> Split:
     )
 
 
-def forest_cv_scores(
-    split: Split, sizes: list[int], folds: int, scoring: str, seed: int
-) -> dict[int, list[float]]:
-    """Cross-validated scores of forests of each size, growing one forest per fold.
+def stratified_sample(labels: pd.Series, rows: int, seed: int) -> np.ndarray:
+    """Positions of `rows` rows with the label mix of the whole."""
+    if rows >= len(labels):
+        return np.arange(len(labels))
+    positions, _ = train_test_split(
+        np.arange(len(labels)), train_size=rows, random_state=seed, stratify=labels
+    )
+    return np.sort(positions)
 
-    A seeded forest draws its trees' seeds in order, so its first n trees are the forest of n
-    trees: with warm_start each fold fits max(sizes) trees once instead of sum(sizes), and the
-    scores are those cross_val_score gives for each size on its own."""
+
+def rung_sizes(rows: int, candidates: int, factor: int, min_rows: int, max_rows: int) -> list[int]:
+    """Rows per rung: the last at `max_rows` (or all rows), each earlier one `factor` times
+    smaller, as many rungs as halving needs to leave about `factor` candidates, none below
+    `min_rows`."""
+    top = min(rows, max_rows)
+    rungs = max(1, math.ceil(math.log(max(candidates, 1), factor)))
+    sizes = [top // factor**i for i in range(rungs)]
+    return sorted({max(min(size, top), min(min_rows, top)) for size in sizes})
+
+
+class _Clock:
+    """Progress lines: milestones always, per-split lines at most every `every` seconds, so a
+    long sweep never goes quiet and a short one does not flood the log."""
+
+    def __init__(self, progress: Progress, every: float = 5.0) -> None:
+        self.started = self.last = time.monotonic()
+        self.progress = progress
+        self.every = every
+
+    def say(self, message: str, milestone: bool = True) -> None:
+        now = time.monotonic()
+        if milestone or now - self.last >= self.every:
+            self.last = now
+            self.progress(f"{message} [{now - self.started:.0f} s elapsed]")
+
+
+def _validation_splits(
+    y: pd.Series, folds: int, seed: int, single: bool
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """k stratified folds, or (racing on a sample) one stratified split with the same share
+    held out: a third of the cost, and the next rung's larger sample makes up the noise."""
+    if single:
+        splitter: Any = StratifiedShuffleSplit(n_splits=1, test_size=1 / folds, random_state=seed)
+    else:
+        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(len(y)), y))
+
+
+def _score_rung(
+    candidates: list[Candidate],
+    x: pd.DataFrame,
+    y: pd.Series,
+    splits: list[tuple[np.ndarray, np.ndarray]],
+    scoring: str,
+    seed: int,
+    n_classes: int,
+    rung: int,
+    metric: str,
+    clock: _Clock,
+) -> None:
+    """Score each candidate on every split. Forests that differ only in size share one
+    warm-started forest per split: a seeded forest's first n trees are the forest of n trees,
+    so each split fits max(sizes) trees once and scores every size exactly as
+    cross_val_score would."""
     scorer = get_scorer(scoring)
-    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    ordered = sorted(set(sizes))
-    scores: dict[int, list[float]] = {n: [] for n in ordered}
-    template = build_pipeline(split.train_x, ordered[0], seed)
-    for train, test in cv.split(split.train_x, split.train_y):
-        pipeline = clone(template).set_params(model__warm_start=True)
-        train_x, train_y = split.train_x.iloc[train], split.train_y.iloc[train]
-        for n in ordered:
-            pipeline.set_params(model__n_estimators=n).fit(train_x, train_y)
-            scores[n].append(
-                float(scorer(pipeline, split.train_x.iloc[test], split.train_y.iloc[test]))
+    forests = sorted(
+        (c for c in candidates if c.family == RANDOM_FOREST),
+        key=lambda c: int(c.params.get("n_estimators", 100)),
+    )
+    groups: list[list[Candidate]] = [forests] if forests else []
+    groups += [[c] for c in candidates if c.family != RANDOM_FOREST]
+    for group in groups:
+        scores: dict[int, list[float]] = {id(c): [] for c in group}
+        nodes: dict[int, list[int]] = {id(c): [] for c in group}
+        seconds: dict[int, float] = {id(c): 0.0 for c in group}
+        first = group[0]
+        label = first.label if len(group) == 1 else f"{RANDOM_FOREST} x{len(group)} sizes"
+        for number, (train, test) in enumerate(splits, start=1):
+            fold_x, fold_y = x.iloc[train], y.iloc[train]
+            pipeline = build_pipeline(
+                fold_x, seed=seed, family=first.family, params=first.params, n_classes=n_classes
             )
-    return scores
+            if first.family == RANDOM_FOREST:
+                pipeline.set_params(model__warm_start=True)
+            for candidate in group:
+                if candidate.family == RANDOM_FOREST:
+                    pipeline.set_params(model__n_estimators=int(candidate.params["n_estimators"]))
+                started = time.monotonic()
+                pipeline.fit(fold_x, fold_y)
+                # Warm-started: the cost of a size is all the trees fitted so far.
+                seconds[id(candidate)] += (
+                    time.monotonic()
+                    - started
+                    + (
+                        seconds[id(group[group.index(candidate) - 1])] / number
+                        if candidate is not first and first.family == RANDOM_FOREST
+                        else 0.0
+                    )
+                )
+                scores[id(candidate)].append(float(scorer(pipeline, x.iloc[test], y.iloc[test])))
+                nodes[id(candidate)].append(tree_nodes(pipeline))
+            spent = seconds[id(group[-1])] / number
+            left = spent * (len(splits) - number)
+            clock.say(
+                f"rung {rung}: {label} split {number}/{len(splits)}, fitted on {len(train):,} "
+                f"rows, {metric}={scores[id(group[-1])][-1]:.4f}"
+                + (f", ~{left:.0f} s left for it" if left >= 1 else ""),
+                milestone=False,
+            )
+        for candidate in group:
+            candidate.cv_score = float(np.mean(scores[id(candidate)]))
+            candidate.cv_std = float(np.std(scores[id(candidate)]))
+            candidate.rows = len(x)
+            candidate.rung = rung
+            candidate.fit_seconds = seconds[id(candidate)] / len(splits)
+            candidate.nodes = int(np.mean(nodes[id(candidate)]))
+            candidate.fit_rows = len(splits[0][0])
+            candidate.validation_rows = sum(len(test) for _, test in splits)
+
+
+def choose(finalists: list[Candidate]) -> Candidate:
+    """The smallest model whose score is within the noise of the best one's: one binomial
+    standard error of the best score over the rows it was validated on. Smallest is counted
+    (tree nodes of the fitted candidate), so the choice is the same on every run; a smaller
+    model is cheaper to refit, store and serve."""
+    scored = [c for c in finalists if c.cv_score == c.cv_score]
+    if not scored:
+        return min(finalists, key=_size)
+    best = max(scored, key=lambda c: c.cv_score)
+    p = min(max(best.cv_score, 0.0), 1.0)
+    noise = math.sqrt(p * (1 - p) / max(best.validation_rows, 1))
+    near = [c for c in scored if c.cv_score >= best.cv_score - noise]
+    return min(near, key=lambda c: (c.nodes, _size(c), -c.cv_score))
+
+
+def _size(candidate: Candidate) -> int:
+    return int(candidate.params.get("n_estimators", candidate.params.get("max_leaf_nodes", 0)))
+
+
+def _rank(candidate: Candidate) -> tuple[int, float, int]:
+    """Those that reached a later rung first (their scores are on more rows), then by score."""
+    score = candidate.cv_score if candidate.cv_score == candidate.cv_score else float("-inf")
+    return (candidate.rung, score, -_size(candidate))
 
 
 def run_sweep(
     frame: pd.DataFrame,
     features: list[str],
     target: str,
-    n_estimators: list[int],
+    candidates: list[Candidate] | None = None,
     metric: str = "f1_macro",
     test_size: float = 0.2,
     seed: int = 42,
     cv_folds: int = 3,
+    *,
+    n_estimators: list[int] | None = None,
+    full_cv_rows: int = 10_000,
+    max_search_rows: int = 20_000,
+    min_search_rows: int = 3_000,
+    factor: int = 3,
+    progress: Progress = _quiet,
 ) -> SweepResult:
     if metric not in METRICS:
         raise ValueError(f"unknown metric '{metric}': choose one of {', '.join(METRICS)}")
-    if not n_estimators:
-        raise ValueError("the sweep needs at least one n_estimators value")
+    if candidates is None:
+        candidates = grid(RANDOM_FOREST, n_estimators=n_estimators or [])
+    if not candidates:
+        raise ValueError("the sweep needs at least one candidate (a family with a grid)")
+    clock = _Clock(progress)
     split = split_holdout(frame, features, target, test_size, seed)
-    folds = min(cv_folds, int(split.train_y.value_counts().min()))
+    n_classes = int(split.train_y.nunique())
     scoring = _SKLEARN_SCORING[metric]
-    if metric == "roc_auc" and split.train_y.nunique() == 2:
+    if metric == "roc_auc" and n_classes == 2:
         scoring = "roc_auc"
-    if folds >= 2:
-        by_size = forest_cv_scores(split, n_estimators, folds, scoring, seed)
-        candidates = [
-            Candidate({"n_estimators": n}, float(np.mean(by_size[n])), float(np.std(by_size[n])))
-            for n in n_estimators
-        ]
-    else:
-        candidates = [
-            Candidate({"n_estimators": n}, float("nan"), float("nan")) for n in n_estimators
-        ]
-    # Ties go to the smaller forest: as good and cheaper to serve.
-    best = max(candidates, key=lambda c: (c.cv_score, -c.params["n_estimators"]))
-    model = build_pipeline(split.train_x, best.params["n_estimators"], seed)
+    rows = len(split.train_y)
+    halving = rows > full_cv_rows and len(candidates) > 1
+    sizes = (
+        rung_sizes(rows, len(candidates), factor, min_search_rows, max_search_rows)
+        if halving
+        else [rows]
+    )
+    search = (
+        f"successive halving over {', '.join(f'{s:,}' for s in sizes)} rows"
+        if halving
+        else "full cross-validation"
+    )
+    clock.say(f"{len(candidates)} candidates on {rows:,} training rows: {search}")
+    alive = list(candidates)
+    for rung, size in enumerate(sizes, start=1):
+        positions = stratified_sample(split.train_y, size, seed + rung)
+        x, y = split.train_x.iloc[positions], split.train_y.iloc[positions]
+        folds = min(cv_folds, int(y.value_counts().min()))
+        if folds < 2:
+            break  # too few rows of a class to cross-validate: keep the ranking so far
+        if halving:
+            clock.say(f"rung {rung}/{len(sizes)}: {len(alive)} candidates on {size:,} rows")
+        splits = _validation_splits(y, folds, seed, single=halving)
+        _score_rung(alive, x, y, splits, scoring, seed, n_classes, rung, metric, clock)
+        alive.sort(key=_rank, reverse=True)
+        if rung < len(sizes):
+            alive = alive[: max(1, math.ceil(len(alive) / factor))]
+    best = choose(alive)
+    # Fit time grows about linearly with rows: extrapolate from the candidate's last rung.
+    expected = best.fit_seconds * rows / best.fit_rows if best.fit_rows else 0.0
+    estimate = f" (~{expected:.0f} s)" if expected >= 1 else ""
+    clock.say(f"refitting the best, {best.label}, on all {rows:,} training rows{estimate}")
+    started = time.monotonic()
+    model = build_pipeline(
+        split.train_x, seed=seed, family=best.family, params=best.params, n_classes=n_classes
+    )
     model.fit(split.train_x, split.train_y)
+    refit_seconds = time.monotonic() - started
+    holdout = score(model, split.test_x, split.test_y)
+    clock.say(f"refit done in {refit_seconds:.0f} s; holdout {metric}={holdout[metric]:.4f}")
     return SweepResult(
         model=model,
         best=best,
         candidates=candidates,
-        holdout_metrics=score(model, split.test_x, split.test_y),
+        holdout_metrics=holdout,
         baseline_metrics=baseline_score(split.train_x, split.train_y, split.test_x, split.test_y),
         split=split,
         metric=metric,
         classes=[str(c) for c in model.classes_],
+        search=search,
+        refit_seconds=refit_seconds,
     )
+
+
+__all__ = [
+    "HIST_GRADIENT_BOOSTING",
+    "RANDOM_FOREST",
+    "Candidate",
+    "Split",
+    "SweepResult",
+    "grid",
+    "holdout_for",
+    "run_sweep",
+    "rung_sizes",
+    "split_holdout",
+    "stratified_sample",
+]
