@@ -12,7 +12,7 @@ import numpy as np
 
 from mlops_assets.gate import GateDecision, GateRules, Scored, decide
 from mlops_assets.resources.mlflow import CHALLENGER, CHAMPION, ModelRegistry
-from mlops_assets.training.evaluate import score
+from mlops_assets.training.evaluate import predict_and_score
 from mlops_assets.training.sweep import Split
 
 
@@ -38,9 +38,7 @@ def gate_and_register(
 ) -> Promotion:
     # The artifact that gets registered is the one scored: load it back, don't trust memory.
     model = registry.load_model_uri(model_uri)
-    challenger = Scored(
-        np.asarray(model.predict(split.test_x)), score(model, split.test_x, split.test_y)
-    )
+    challenger = Scored(*predict_and_score(model, split.test_x, split.test_y))
     with registry.lock():
         current = registry.version_for_alias(CHAMPION)
         champion: Scored | None = None
@@ -49,9 +47,7 @@ def gate_and_register(
             try:
                 old = registry.load_model(int(current.version))
                 champion = Scored(
-                    np.asarray(old.predict(split.test_x)),
-                    score(old, split.test_x, split.test_y),
-                    int(current.version),
+                    *predict_and_score(old, split.test_x, split.test_y), int(current.version)
                 )
             except Exception as exc:  # any way the old model fails on this data keeps it
                 problem = f"{type(exc).__name__}: {exc}"
