@@ -1,4 +1,6 @@
-"""What `mlops-assets run` shows while it runs: a line when a step starts and when it ends.
+"""What `mlops-assets run` shows while it runs: a line when a step starts and when it ends, and
+between them the step's own progress (what its asset logs at INFO or above), so a long
+training step is never silent.
 
 Dagster's console logger prints every event, and a failure three times (step, run, summary);
 the headless run uses this logger instead and ends with its own summary. Runs launched from the
@@ -24,8 +26,13 @@ class StepLines(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         meta = getattr(record, LOG_RECORD_METADATA, None) or {}
         event = meta.get("dagster_event")
+        if event is None:
+            # A message the asset logged itself (progress, decisions); failures get a summary.
+            if meta.get("step_key") and logging.INFO <= record.levelno < logging.ERROR:
+                self._print(f"    {meta.get('orig_message', record.getMessage())}")
+            return
         step = getattr(event, "step_key", None)
-        if event is None or step is None:
+        if step is None:
             return
         kind = event.event_type_value
         if kind == "STEP_START":
