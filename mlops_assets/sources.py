@@ -72,41 +72,55 @@ def parse_table(path: Path, payload: bytes) -> pd.DataFrame:
         raise UnreadableFileError(path, "encoded as UTF-16; save it as UTF-8")
     if b"\x00" in payload[:4096]:
         raise UnreadableFileError(path, "contains NUL bytes: a binary file, not CSV text")
+    _check_utf8(path, payload)
+    if not payload.strip():
+        raise UnreadableFileError(path, "no header row: the file holds no columns")
+    frame = _read_csv(path, payload)
+    if frame.empty:
+        raise UnreadableFileError(path, "header only: the file holds no data rows")
+    return frame
+
+
+def _read_csv(path: Path, payload: bytes) -> pd.DataFrame:
+    """One pass of Arrow's multi-threaded parser over the bytes, read as pandas would read
+    them: text columns stay text (no date inference), empty cells are missing, a column that
+    holds any text is text. Arrow also counts every record's fields, so a ragged row is
+    refused instead of padded with NaN or shifted into an index."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    parse = pa_csv.ParseOptions(newlines_in_values=True)
+    convert = pa_csv.ConvertOptions(strings_can_be_null=True, quoted_strings_can_be_null=True)
     try:
-        text = payload.decode("utf-8-sig")
+        table = pa_csv.read_csv(io.BytesIO(payload), parse_options=parse, convert_options=convert)
+        text_like = {
+            field.name: pa.string() for field in table.schema if pa.types.is_temporal(field.type)
+        }
+        if text_like:
+            # pandas leaves dates as text unless asked; validation and the schema expect that.
+            convert.column_types = text_like
+            table = pa_csv.read_csv(
+                io.BytesIO(payload), parse_options=parse, convert_options=convert
+            )
+    except pa.ArrowInvalid as exc:
+        raise UnreadableFileError(path, f"malformed CSV ({str(exc).strip()})") from exc
+    names = table.column_names
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise UnreadableFileError(path, f"repeated column name(s): {', '.join(repeated)}")
+    return table.to_pandas(split_blocks=True, self_destruct=True)
+
+
+def _check_utf8(path: Path, payload: bytes) -> None:
+    # The decoded text is dropped at once: only the position of a bad byte is wanted.
+    try:
+        payload.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise UnreadableFileError(
             path,
             f"not valid UTF-8 (byte 0x{payload[exc.start]:02x} at offset {exc.start}); "
             "save it as UTF-8",
         ) from exc
-    _check_csv_structure(path, text)
-    try:
-        frame = pd.read_csv(io.StringIO(text))
-    except pd.errors.EmptyDataError as exc:
-        raise UnreadableFileError(path, "no header row: the file holds no columns") from exc
-    except pd.errors.ParserError as exc:
-        raise UnreadableFileError(path, f"malformed CSV ({exc})") from exc
-    if frame.empty:
-        raise UnreadableFileError(path, "header only: the file holds no data rows")
-    return frame
-
-
-def _check_csv_structure(path: Path, text: str) -> None:
-    """Refuse ragged rows. pandas fills a short row with NaN and turns a long first row into
-    an index without a word; Arrow's parser counts the fields of every record (fast)."""
-    import pyarrow as pa
-    import pyarrow.csv as pa_csv
-
-    if not text.strip():
-        return  # pandas reports the missing header in words
-    try:
-        pa_csv.read_csv(
-            io.BytesIO(text.encode()),
-            parse_options=pa_csv.ParseOptions(newlines_in_values=True),
-        )
-    except pa.ArrowInvalid as exc:
-        raise UnreadableFileError(path, f"malformed CSV ({str(exc).strip()})") from exc
 
 
 def fingerprint(parts: list[tuple[str, str]]) -> str:
@@ -118,7 +132,7 @@ def fingerprint(parts: list[tuple[str, str]]) -> str:
 
 
 def _tag(frame: pd.DataFrame, source: str) -> pd.DataFrame:
-    frame = frame.copy()
+    """Adds the lineage columns in place: the frame was just parsed and is ours."""
     # Categorical: one small code per row instead of a string object, on millions of rows.
     frame[SOURCE_FILE] = pd.Categorical.from_codes([0] * len(frame), categories=pd.Index([source]))
     # 1-based line in the file, counting the header as line 1, so users can open the file there.
