@@ -19,19 +19,29 @@ def _image_markdown(name: str, path: Path) -> dg.MarkdownMetadataValue:
     return dg.MetadataValue.md(f"![{name}](data:image/png;base64,{encoded})")
 
 
-def draw_plots(model: Any, split: Any, folder: Path) -> dict[str, Path]:
+def draw_plots(model: Any, split: Any, folder: Path) -> tuple[dict[str, Path], Any]:
+    """The plots, and the predictions they were drawn from (the per-class table reuses them:
+    the model runs over the holdout once)."""
+    import numpy as np
+
     from mlops_assets.reporting import confusion_matrix_png, roc_png
 
-    predicted = model.predict(split.test_x)
+    classes = list(model.classes_)
+    if hasattr(model, "predict_proba"):
+        proba = np.asarray(model.predict_proba(split.test_x), dtype=float)
+        predicted = np.asarray(classes)[proba.argmax(axis=1)]
+    else:
+        proba, predicted = None, np.asarray(model.predict(split.test_x))
     plots = {
         "confusion_matrix": confusion_matrix_png(
-            split.test_y, predicted, list(model.classes_), folder / "confusion_matrix.png"
+            split.test_y, predicted, classes, folder / "confusion_matrix.png"
         )
     }
-    roc = roc_png(model, split.test_y, folder / "roc.png", features=split.test_x)
-    if roc is not None:
-        plots["roc"] = roc
-    return plots
+    if proba is not None:
+        roc = roc_png(proba, split.test_y, folder / "roc.png", classes=classes)
+        if roc is not None:
+            plots["roc"] = roc
+    return plots, predicted
 
 
 @dg.asset(
@@ -60,7 +70,7 @@ def model_report(
     model = registry.load_model(number)
     folder = Path(registry.reports_dir) / registry.model_name / f"v{number}"
     folder.mkdir(parents=True, exist_ok=True)
-    plots = draw_plots(model, split, folder)
+    plots, predicted = draw_plots(model, split, folder)
     labels = sorted(pd.unique(split.test_y))
     html = model_report_html(
         model_name=registry.model_name,
@@ -76,7 +86,7 @@ def model_report(
             trained_model["features"],
             fingerprint=trained_model["dataset_fingerprint"],
         ),
-        per_class=per_class_report(split.test_y, model.predict(split.test_x), labels),
+        per_class=per_class_report(split.test_y, predicted, labels),
         images={name.replace("_", " ").title(): path for name, path in plots.items()},
         champion_version=registered_model["previous_champion"]
         if registered_model["champion"]
