@@ -4,8 +4,11 @@ Pure functions: read bytes once, fingerprint them, parse them, tag every row wit
 from. The Dagster layer decides what to do with the result.
 """
 
+import codecs
 import hashlib
 import io
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +19,8 @@ SOURCE_ROW = "_source_row"
 LINEAGE_COLUMNS = (SOURCE_FILE, SOURCE_ROW)
 SUPPORTED_SUFFIXES = (".csv", ".parquet", ".pq")
 DEMO_SOURCE = "sklearn:load_breast_cancer"
+# Files from this size on take seconds to read: the run's log says so as it happens.
+LARGE_FILE_BYTES = 100_000_000
 
 
 class UnreadableFileError(ValueError):
@@ -111,16 +116,31 @@ def _read_csv(path: Path, payload: bytes) -> pd.DataFrame:
     return table.to_pandas(split_blocks=True, self_destruct=True)
 
 
-def _check_utf8(path: Path, payload: bytes) -> None:
-    # The decoded text is dropped at once: only the position of a bad byte is wanted.
+def _check_utf8(path: Path, payload: bytes, chunk: int = 1 << 24) -> None:
+    """Decoded in 16 MB pieces and dropped at once: only the position of a bad byte is wanted,
+    and a whole decoded copy of a large file would cost its size again in memory."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    view = memoryview(payload)
+    for start in range(0, len(payload), chunk):
+        try:
+            decoder.decode(view[start : start + chunk], final=start + chunk >= len(payload))
+        except UnicodeDecodeError as exc:
+            # The decoder may hold back up to 3 bytes of a character begun in the last piece.
+            offset = max(start + exc.start - len(decoder.getstate()[0]), 0)
+            bad = _first_bad_byte(payload, offset)
+            raise UnreadableFileError(
+                path,
+                f"not valid UTF-8 (byte 0x{payload[bad]:02x} at offset {bad}); save it as UTF-8",
+            ) from exc
+
+
+def _first_bad_byte(payload: bytes, near: int) -> int:
+    window = payload[max(near - 4, 0) : near + 8]
     try:
-        payload.decode("utf-8-sig")
+        window.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise UnreadableFileError(
-            path,
-            f"not valid UTF-8 (byte 0x{payload[exc.start]:02x} at offset {exc.start}); "
-            "save it as UTF-8",
-        ) from exc
+        return max(near - 4, 0) + exc.start
+    return near
 
 
 def fingerprint(parts: list[tuple[str, str]]) -> str:
@@ -176,15 +196,24 @@ def _unify_mixed_columns(frame: pd.DataFrame) -> None:
             frame[column] = values.where(~present, values[present].map(str))
 
 
-def read_landing(landing_dir: Path) -> RawData | None:
-    """Read every landing file on its own. None when the folder holds no supported files."""
+def _quiet(_: str) -> None:
+    return None
+
+
+def read_landing(landing_dir: Path, progress: Callable[[str], None] = _quiet) -> RawData | None:
+    """Read every landing file on its own. None when the folder holds no supported files.
+    `progress` hears of every file large enough to take seconds."""
     paths = landing_files(landing_dir)
     if not paths:
         return None
     frames, sources, unreadable = [], [], []
     parts: list[tuple[str, str]] = []
     for path in paths:
+        started = time.monotonic()
         try:
+            size = path.stat().st_size
+            if size >= LARGE_FILE_BYTES:
+                progress(f"reading {path.name} ({size / 1e6:,.0f} MB) ...")
             payload = path.read_bytes()
         except OSError as exc:
             unreadable.append(UnreadableFileError(path, f"cannot be opened ({exc.strerror})"))
@@ -206,7 +235,16 @@ def read_landing(landing_dir: Path) -> RawData | None:
             )
         )
         frames.append(_tag(frame, path.name))
-    combined = pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame()
+        del payload
+        if size >= LARGE_FILE_BYTES:
+            progress(
+                f"read {path.name}: {len(frame):,} rows x {len(frame.columns) - 2} columns "
+                f"in {time.monotonic() - started:.1f} s"
+            )
+    if len(frames) == 1:
+        combined = frames[0]  # concatenating one frame would copy every column
+    else:
+        combined = pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame()
     if len(frames) > 1:
         combined[SOURCE_FILE] = combined[SOURCE_FILE].astype("category")
         _unify_mixed_columns(combined)
@@ -237,5 +275,5 @@ def read_demo() -> RawData:
     )
 
 
-def read_raw(landing_dir: Path) -> RawData:
-    return read_landing(landing_dir) or read_demo()
+def read_raw(landing_dir: Path, progress: Callable[[str], None] = _quiet) -> RawData:
+    return read_landing(landing_dir, progress) or read_demo()

@@ -37,7 +37,7 @@ class QualityConfig(dg.Config):
     ],
 )
 def raw_dataset(context: dg.AssetExecutionContext, dataset: DatasetSource) -> Iterator[Any]:
-    raw = dataset.read()
+    raw = dataset.read(progress=context.log.info)
     moved = []
     for error in raw.unreadable:
         target = dataset.quarantine_file(error.path, error.reason)

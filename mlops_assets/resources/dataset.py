@@ -19,10 +19,10 @@ class DatasetSource(dg.ConfigurableResource):
     scoring_dir: str = "data/scoring"
     project_dir: str = "."
 
-    def read(self) -> Any:
+    def read(self, progress: Any = None) -> Any:
         from mlops_assets.sources import read_raw
 
-        return read_raw(Path(self.landing_dir))
+        return read_raw(Path(self.landing_dir), *([progress] if progress else []))
 
     def dataset_schema(self) -> Any:
         # Every asset of a run asks for it; build it once per schema file version.
