@@ -235,3 +235,20 @@ def test_boosted_pipeline_round_trips_through_skops(tmp_path) -> None:  # type: 
     assert set(skops.io.get_untrusted_types(file=path)) <= set(SKOPS_TRUSTED_TYPES)
     loaded = skops.io.load(path, trusted=SKOPS_TRUSTED_TYPES)
     assert score(loaded, result.split.test_x, result.split.test_y) == result.holdout_metrics
+
+
+def test_a_long_refit_reports_while_it_runs() -> None:
+    import time
+
+    from mlops_assets.training.sweep import _Clock
+
+    lines: list[str] = []
+    clock = _Clock(lines.append)
+    with clock.heartbeat("refitting on 8,000,000 rows", expected=100.0, every=0.05):
+        time.sleep(0.3)
+    assert len(lines) >= 3
+    assert lines[0].startswith("refitting on 8,000,000 rows: 0 s of ~100 s expected")
+    assert all(line.endswith("s elapsed]") for line in lines)
+    count = len(lines)
+    time.sleep(0.15)
+    assert len(lines) == count  # the heartbeat stops with the call

@@ -10,8 +10,10 @@ times larger, up to `max_search_rows`. The winner is then refit on all training 
 
 import itertools
 import math
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +68,20 @@ class Candidate:
     nodes: int = 0  # tree nodes of its model at that rung: its size and serving cost
     fit_rows: int = 0
     validation_rows: int = 0
+    # (rows fitted on, seconds per fit) at every rung it ran: what its refit is estimated from
+    timings: list[tuple[int, float]] = field(default_factory=list)
+
+    def expected_fit_seconds(self, rows: int) -> float:
+        """Seconds to fit `rows`: a line through its last two rungs (a fit has a fixed cost
+        that one rung alone would scale up too), or proportional with one rung only."""
+        if len(self.timings) >= 2:
+            (n1, t1), (n2, t2) = self.timings[-2:]
+            slope = max((t2 - t1) / max(n2 - n1, 1), 0.0)
+            return t2 + slope * (rows - n2)
+        if self.timings:
+            n, t = self.timings[-1]
+            return t * rows / max(n, 1)
+        return 0.0
 
     @property
     def label(self) -> str:
@@ -106,22 +122,33 @@ def grid(family: str, **values: Sequence[Any]) -> list[Candidate]:
     return [Candidate(family, dict(zip(names, combo, strict=True))) for combo in combos]
 
 
+def _positions(labels: pd.Series, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training, holdout) row positions. Splitting positions, not the frame, picks exactly
+    the rows, in the order, that train_test_split(frame, ...) would, without copying it."""
+    train, test = train_test_split(
+        np.arange(len(labels)), test_size=test_size, random_state=seed, stratify=labels
+    )
+    return np.asarray(train), np.asarray(test)
+
+
 def split_holdout(
     frame: pd.DataFrame, features: list[str], target: str, test_size: float, seed: int
 ) -> Split:
     """Deterministic for a given frame and seed: the gate recomputes the same holdout."""
     labels = frame[target]
-    train_x, test_x, train_y, test_y = train_test_split(
-        frame[features], labels, test_size=test_size, random_state=seed, stratify=labels
-    )
-    return Split(train_x, train_y, test_x, test_y)
+    train, test = _positions(labels, test_size, seed)
+    chosen = frame[features]
+    return Split(chosen.iloc[train], labels.iloc[train], chosen.iloc[test], labels.iloc[test])
 
 
 def holdout_for(record: dict[str, Any], frame: pd.DataFrame) -> Split:
-    """The split a trained_model record was scored on, rebuilt from the same frame."""
-    return split_holdout(
-        frame, record["features"], record["target"], record["test_size"], record["seed"]
-    )
+    """The holdout a trained_model record was scored on, rebuilt from the same frame. Only the
+    holdout: the gate and the report never need the training rows (empty here), and copying
+    them would cost most of the frame again."""
+    labels = frame[record["target"]]
+    _, test = _positions(labels, record["test_size"], record["seed"])
+    features = frame[record["features"]]
+    return Split(features.iloc[:0], labels.iloc[:0], features.iloc[test], labels.iloc[test])
 
 
 def stratified_sample(labels: pd.Series, rows: int, seed: int) -> np.ndarray:
@@ -152,6 +179,27 @@ class _Clock:
         self.started = self.last = time.monotonic()
         self.progress = progress
         self.every = every
+
+    @contextmanager
+    def heartbeat(self, doing: str, expected: float, every: float = 15.0) -> Iterator[None]:
+        """A line every `every` seconds while one long call (a refit) runs, so it never goes
+        quiet: the call itself cannot report."""
+        done = threading.Event()
+        started = time.monotonic()
+
+        def beat() -> None:
+            while not done.wait(every):
+                spent = time.monotonic() - started
+                hint = f" of ~{expected:.0f} s expected" if expected > spent else ""
+                self.say(f"{doing}: {spent:.0f} s{hint}")
+
+        thread = threading.Thread(target=beat, name="sweep-heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
 
     def say(self, message: str, milestone: bool = True) -> None:
         now = time.monotonic()
@@ -208,21 +256,13 @@ def _score_rung(
             )
             if first.family == RANDOM_FOREST:
                 pipeline.set_params(model__warm_start=True)
+            started = time.monotonic()
             for candidate in group:
                 if candidate.family == RANDOM_FOREST:
                     pipeline.set_params(model__n_estimators=int(candidate.params["n_estimators"]))
-                started = time.monotonic()
                 pipeline.fit(fold_x, fold_y)
-                # Warm-started: the cost of a size is all the trees fitted so far.
-                seconds[id(candidate)] += (
-                    time.monotonic()
-                    - started
-                    + (
-                        seconds[id(group[group.index(candidate) - 1])] / number
-                        if candidate is not first and first.family == RANDOM_FOREST
-                        else 0.0
-                    )
-                )
+                # Warm-started, a size's fit is every tree grown so far in this split.
+                seconds[id(candidate)] += time.monotonic() - started
                 scores[id(candidate)].append(float(scorer(pipeline, x.iloc[test], y.iloc[test])))
                 nodes[id(candidate)].append(tree_nodes(pipeline))
             spent = seconds[id(group[-1])] / number
@@ -241,6 +281,7 @@ def _score_rung(
             candidate.fit_seconds = seconds[id(candidate)] / len(splits)
             candidate.nodes = int(np.mean(nodes[id(candidate)]))
             candidate.fit_rows = len(splits[0][0])
+            candidate.timings.append((candidate.fit_rows, candidate.fit_seconds))
             candidate.validation_rows = sum(len(test) for _, test in splits)
 
 
@@ -293,6 +334,8 @@ def run_sweep(
     if not candidates:
         raise ValueError("the sweep needs at least one candidate (a family with a grid)")
     clock = _Clock(progress)
+    if len(frame) >= 1_000_000:
+        clock.say(f"holding out {test_size:.0%} of {len(frame):,} rows for the gate")
     split = split_holdout(frame, features, target, test_size, seed)
     n_classes = int(split.train_y.nunique())
     scoring = _SKLEARN_SCORING[metric]
@@ -327,14 +370,15 @@ def run_sweep(
             alive = alive[: max(1, math.ceil(len(alive) / factor))]
     best = choose(alive)
     # Fit time grows about linearly with rows: extrapolate from the candidate's last rung.
-    expected = best.fit_seconds * rows / best.fit_rows if best.fit_rows else 0.0
+    expected = best.expected_fit_seconds(rows)
     estimate = f" (~{expected:.0f} s)" if expected >= 1 else ""
     clock.say(f"refitting the best, {best.label}, on all {rows:,} training rows{estimate}")
     started = time.monotonic()
     model = build_pipeline(
         split.train_x, seed=seed, family=best.family, params=best.params, n_classes=n_classes
     )
-    model.fit(split.train_x, split.train_y)
+    with clock.heartbeat(f"refitting on {rows:,} rows", expected):
+        model.fit(split.train_x, split.train_y)
     refit_seconds = time.monotonic() - started
     holdout = score(model, split.test_x, split.test_y)
     clock.say(f"refit done in {refit_seconds:.0f} s; holdout {metric}={holdout[metric]:.4f}")
