@@ -23,6 +23,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,37 @@ def floor(path: Path) -> dict[str, float]:
 
 
 STEP_LINE = re.compile(r"^\s+(\S+) (done|FAILED) \(([\d.]+) s\)")
+STEP_START = re.compile(r"^  (\S+) \.\.\.$")
+
+
+class StepMemory:
+    """The run process's resident memory, sampled every 0.2 s and kept as a peak per step (the
+    step whose start line came last), so the benchmark says which step sets the peak."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.step = "start-up"
+        self.peaks: dict[str, float] = {}
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def _sample(self) -> None:
+        status = Path(f"/proc/{self.pid}/status")
+        while not self.done.wait(0.2):
+            try:
+                line = next(x for x in status.read_text().splitlines() if x.startswith("VmRSS"))
+            except (OSError, StopIteration):
+                return
+            gib = int(line.split()[1]) / KIB_PER_GIB
+            self.peaks[self.step] = max(self.peaks.get(self.step, 0.0), gib)
+
+    def stop(self) -> dict[str, float]:
+        self.done.set()
+        self.thread.join()
+        return {k: round(v, 2) for k, v in self.peaks.items()}
+
+
 METRICS_LINE = re.compile(r"best model \((\w+)\): (.*)$")
 
 
@@ -164,11 +196,16 @@ def run_platform(workdir: Path, csv: Path, log: Path) -> dict[str, Any]:
             [cli, "run"], env=env, stdout=subprocess.PIPE, stderr=sink, text=True, cwd=ROOT
         )
         assert process.stdout is not None
+        memory = StepMemory(process.pid)
         for line in process.stdout:
+            started_step = STEP_START.match(line.rstrip("\n"))
+            if started_step:
+                memory.step = started_step[1]
             sink.write(line)
             sink.flush()
             lines.append(line.rstrip("\n"))
             print(f"    | {line.rstrip()}", flush=True)
+        step_peaks = memory.stop()
         _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
@@ -185,6 +222,7 @@ def run_platform(workdir: Path, csv: Path, log: Path) -> dict[str, Any]:
         "run_s": wall,
         "steps": steps,
         "peak_gib": usage.ru_maxrss / KIB_PER_GIB,
+        "step_peak_gib": step_peaks,
         "artifact_mb": artifacts[-1].stat().st_size / 1e6 if artifacts else float("nan"),
         "f1_macro": metrics.get("f1_macro", float("nan")),
     }
@@ -195,6 +233,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--workdir", type=Path, help="keep data and homes here")
     parser.add_argument("--json", type=Path, help="write the results here too")
+    parser.add_argument(
+        "--skip-floor",
+        action="store_true",
+        help="profile the platform alone (no floor, no ratio): for looking into one step",
+    )
     args = parser.parse_args()
     root = args.workdir or Path(tempfile.mkdtemp(prefix="mlops-scale-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -206,9 +249,11 @@ def main() -> None:
         if not csv.exists():
             print(f"generating {rows:,} rows -> {csv}", flush=True)
             write_dataset(csv, rows)
-        print(f"floor: read + HistGradientBoosting on {rows:,} rows ...", flush=True)
-        base = floor(csv)
-        print(f"  {json.dumps({k: round(v, 3) for k, v in base.items()})}", flush=True)
+        base = {"total_s": float("nan"), "f1_macro": float("nan")}
+        if not args.skip_floor:
+            print(f"floor: read + HistGradientBoosting on {rows:,} rows ...", flush=True)
+            base = floor(csv)
+            print(f"  {json.dumps({k: round(v, 3) for k, v in base.items()})}", flush=True)
         for stale in ("landing", "home", "scoring", "scale.yaml"):
             target = workdir / stale
             if target.is_dir():
@@ -235,6 +280,9 @@ def main() -> None:
             f"| {p['artifact_mb']:.1f} MB | {p['f1_macro']:.4f} / {f['f1_macro']:.4f} "
             f"| {slowest} |"
         )
+    for r in results:
+        peaks = ", ".join(f"{k} {v:.2f}" for k, v in r["platform"]["step_peak_gib"].items())
+        print(f"peak RSS by step at {r['rows']:,} rows (GiB): {peaks}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -27,23 +27,42 @@ def _atomic_write(path: Path, write: Any) -> None:
         raise
 
 
+# Rows converted to Arrow at a time when writing: a large frame is never held twice.
+WRITE_CHUNK_ROWS = 1_000_000
+
+
 def write_frame(path: Path, frame: Any) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.Table.from_pandas(frame, preserve_index=False)
+    def chunk(start: int) -> Any:
+        return pa.Table.from_pandas(
+            frame.iloc[start : start + WRITE_CHUNK_ROWS], preserve_index=False
+        )
+
+    first = chunk(0)
     # DataFrame.attrs carry per-file column lists that validation needs; keep them explicitly.
-    metadata = dict(table.schema.metadata or {})
+    metadata = dict(first.schema.metadata or {})
     metadata[_ATTRS_KEY] = json.dumps(frame.attrs, default=str).encode()
-    _atomic_write(path, lambda tmp: pq.write_table(table.replace_schema_metadata(metadata), tmp))
+    schema = first.schema.with_metadata(metadata)
+
+    def write(tmp: str) -> None:
+        with pq.ParquetWriter(tmp, schema) as writer:
+            writer.write_table(first.replace_schema_metadata(metadata))
+            for start in range(WRITE_CHUNK_ROWS, len(frame), WRITE_CHUNK_ROWS):
+                writer.write_table(chunk(start).cast(schema))
+
+    _atomic_write(path, write)
 
 
 def read_frame(path: Path) -> Any:
     import pyarrow.parquet as pq
 
     table = pq.read_table(path)
-    frame = table.to_pandas()
     raw = (table.schema.metadata or {}).get(_ATTRS_KEY)
+    # Arrow's buffers are released column by column as pandas takes them over.
+    frame = table.to_pandas(split_blocks=True, self_destruct=True)
+    del table
     frame.attrs = json.loads(raw) if raw else {}
     return frame
 
