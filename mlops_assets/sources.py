@@ -113,7 +113,10 @@ def _read_csv(path: Path, payload: bytes) -> pd.DataFrame:
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise UnreadableFileError(path, f"repeated column name(s): {', '.join(repeated)}")
-    return table.to_pandas(split_blocks=True, self_destruct=True)
+    frame = table.to_pandas(split_blocks=True, self_destruct=True)
+    del table
+    pa.default_memory_pool().release_unused()  # gigabytes kept for reuse otherwise
+    return frame
 
 
 def _check_utf8(path: Path, payload: bytes, chunk: int = 1 << 24) -> None:

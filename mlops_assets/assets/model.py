@@ -135,7 +135,7 @@ def trained_model(
     features = [c for c in schema.features if c in validated_dataset.columns]
     if len(validated_dataset) >= 1_000_000:
         context.log.info(f"fingerprinting {len(validated_dataset):,} rows")
-    data_fingerprint = frame_fingerprint(validated_dataset[[*features, schema.target]])
+    data_fingerprint = frame_fingerprint(validated_dataset, [*features, schema.target])
     result = run_sweep(
         validated_dataset,
         features,

@@ -53,6 +53,15 @@ def write_frame(path: Path, frame: Any) -> None:
                 writer.write_table(chunk(start).cast(schema))
 
     _atomic_write(path, write)
+    release_arrow_memory()
+
+
+def release_arrow_memory() -> None:
+    """Arrow's allocator keeps freed memory for reuse; with frames of millions of rows that is
+    gigabytes the rest of the step (training) cannot have. Hand it back."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
 
 
 def read_frame(path: Path) -> Any:
@@ -63,6 +72,7 @@ def read_frame(path: Path) -> Any:
     # Arrow's buffers are released column by column as pandas takes them over.
     frame = table.to_pandas(split_blocks=True, self_destruct=True)
     del table
+    release_arrow_memory()
     frame.attrs = json.loads(raw) if raw else {}
     return frame
 

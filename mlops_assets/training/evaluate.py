@@ -56,6 +56,10 @@ def baseline_score(
     return score(dummy, test_x, test_y)
 
 
-def frame_fingerprint(frame: pd.DataFrame) -> str:
-    hashed = pd.util.hash_pandas_object(frame, index=True).to_numpy()
+def frame_fingerprint(frame: pd.DataFrame, columns: list[str] | None = None) -> str:
+    """A hash of the values (and index) of `columns` of `frame`, all columns by default;
+    selected copy-on-write, so hashing a million-row frame does not copy it first."""
+    with pd.option_context("mode.copy_on_write", True):
+        selected = frame if columns is None else frame[columns]
+        hashed = pd.util.hash_pandas_object(selected, index=True).to_numpy()
     return hashlib.sha256(np.ascontiguousarray(hashed).tobytes()).hexdigest()[:16]

@@ -95,29 +95,9 @@ def _forest(
 
 
 def _boosting(features: pd.DataFrame, params: dict[str, Any], seed: int) -> Pipeline:
-    numeric, categorical = split_columns(features)
-    transformers: list[tuple[str, Any, list[str]]] = []
-    if numeric:
-        transformers.append(("numeric", "passthrough", numeric))
-    native = []
-    if categorical:
-        transformers.append(
-            (
-                "categorical",
-                OrdinalEncoder(
-                    handle_unknown="use_encoded_value",
-                    unknown_value=np.nan,
-                    encoded_missing_value=np.nan,
-                    dtype=np.float64,
-                ),
-                categorical,
-            )
-        )
-        native = [
-            len(numeric) + i
-            for i, column in enumerate(categorical)
-            if features[column].nunique(dropna=True) <= MAX_NATIVE_CATEGORIES
-        ]
+    _, categorical = split_columns(features)
+    native = [c for c in categorical if features[c].nunique(dropna=True) <= MAX_NATIVE_CATEGORIES]
+    coded = [c for c in categorical if c not in native]
     model = HistGradientBoostingClassifier(
         learning_rate=float(params.get("learning_rate", 0.1)),
         max_leaf_nodes=int(params.get("max_leaf_nodes", 31)),
@@ -129,9 +109,22 @@ def _boosting(features: pd.DataFrame, params: dict[str, Any], seed: int) -> Pipe
         categorical_features=native or None,
         random_state=seed,
     )
-    return Pipeline(
-        [("prepare", ColumnTransformer(transformers, remainder="drop")), ("model", model)]
+    if not coded:
+        # The model takes the frame as it is: text columns are its native categories (it
+        # encodes them itself, unknown values as missing), nulls go where it learned to send
+        # them. No preparation step, so no copy of the training rows before its own.
+        return Pipeline([("model", model)])
+    # Too many distinct values to be categories: ordinal codes, split on as numbers.
+    encode = OrdinalEncoder(
+        handle_unknown="use_encoded_value",
+        unknown_value=np.nan,
+        encoded_missing_value=np.nan,
+        dtype=np.float64,
     )
+    prepare = ColumnTransformer(
+        [("coded", encode, coded)], remainder="passthrough", verbose_feature_names_out=False
+    ).set_output(transform="pandas")
+    return Pipeline([("prepare", prepare), ("model", model)])
 
 
 def tree_nodes(pipeline: Any) -> int:
