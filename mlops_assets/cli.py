@@ -132,11 +132,11 @@ def _promote(args: argparse.Namespace, settings: Settings) -> int:
 
 def _schema_infer(args: argparse.Namespace, settings: Settings) -> int:
     from mlops_assets.quality.schema import infer_schema
-    from mlops_assets.sources import UnreadableFileError, parse_table
+    from mlops_assets.sources import UnreadableFileError, read_table_file
 
     path = Path(args.file)
     try:
-        frame = parse_table(path, path.read_bytes())
+        frame, _, _ = read_table_file(path)
         # Named like the file the schema is written to: the registered model is named after
         # that file (`<stem>_classifier`), and one name for both is less to explain.
         name = Path(args.output).stem if args.output else path.stem

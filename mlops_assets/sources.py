@@ -8,9 +8,10 @@ import codecs
 import hashlib
 import io
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NoReturn
 
 import pandas as pd
 
@@ -64,49 +65,119 @@ def landing_files(landing_dir: Path) -> list[Path]:
     )
 
 
+PARQUET_SUFFIXES = (".parquet", ".pq")
+# Files are hashed and checked in pieces of this size: never held whole as bytes.
+READ_CHUNK = 1 << 24
+
+
 def parse_table(path: Path, payload: bytes) -> pd.DataFrame:
     """Parse one file's bytes; every way it can fail becomes an UnreadableFileError."""
     if not payload:
         raise UnreadableFileError(path, "the file is empty (0 bytes)")
-    if path.suffix.lower() in (".parquet", ".pq"):
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        return _read_parquet(path, io.BytesIO(payload))
+    view = memoryview(payload)
+    _check_text(path, (view[i : i + READ_CHUNK] for i in range(0, len(payload), READ_CHUNK)))
+    return _read_csv(path, io.BytesIO(payload))
+
+
+def read_table_file(path: Path) -> tuple[pd.DataFrame, str, int]:
+    """(frame, sha256, size) of one landing file. The bytes stream through the hash and the
+    text checks in 16 MB pieces, then the parser reads the file itself: the memory a file
+    costs is its table's, not its bytes' as well."""
+    digest = hashlib.sha256()
+    size = 0
+
+    def pieces(handle: Any) -> Iterator[bytes]:
+        nonlocal size
+        for piece in iter(lambda: handle.read(READ_CHUNK), b""):
+            digest.update(piece)
+            size += len(piece)
+            yield piece
+
+    parquet = path.suffix.lower() in PARQUET_SUFFIXES
+    with path.open("rb") as handle:
+        if parquet:
+            for _ in pieces(handle):
+                pass
+        else:
+            _check_text(path, pieces(handle))
+    if size == 0:
+        raise UnreadableFileError(path, "the file is empty (0 bytes)")
+    frame = _read_parquet(path, path) if parquet else _read_csv(path, path)
+    return frame, digest.hexdigest(), size
+
+
+def _read_parquet(path: Path, source: Any) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(source)
+    except Exception as exc:
+        raise UnreadableFileError(path, f"not a readable Parquet file ({exc})") from exc
+
+
+def _check_text(path: Path, pieces: Iterable[bytes | memoryview]) -> None:
+    """What a CSV must be before it is parsed: not empty, not UTF-16 or binary, valid UTF-8
+    throughout (decoded piece by piece and dropped: only a bad byte's position is wanted)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    consumed, blank = 0, True
+    for piece in pieces:
+        if consumed == 0:
+            head = bytes(piece[:4096])
+            if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+                raise UnreadableFileError(path, "encoded as UTF-16; save it as UTF-8")
+            if b"\x00" in head:
+                raise UnreadableFileError(path, "contains NUL bytes: a binary file, not CSV text")
+        pending = decoder.getstate()[0]
         try:
-            return pd.read_parquet(io.BytesIO(payload))
-        except Exception as exc:
-            raise UnreadableFileError(path, f"not a readable Parquet file ({exc})") from exc
-    if payload.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise UnreadableFileError(path, "encoded as UTF-16; save it as UTF-8")
-    if b"\x00" in payload[:4096]:
-        raise UnreadableFileError(path, "contains NUL bytes: a binary file, not CSV text")
-    _check_utf8(path, payload)
-    if not payload.strip():
+            text = decoder.decode(piece)
+        except UnicodeDecodeError as exc:
+            # The decoder's input is what it held back from the last piece, then this one.
+            _not_utf8(path, exc, consumed - len(pending))
+        blank = blank and not text.strip()
+        consumed += len(piece)
+    pending = decoder.getstate()[0]
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError as exc:
+        _not_utf8(path, exc, consumed - len(pending))
+    if consumed == 0:
+        raise UnreadableFileError(path, "the file is empty (0 bytes)")
+    if blank:
         raise UnreadableFileError(path, "no header row: the file holds no columns")
-    frame = _read_csv(path, payload)
-    if frame.empty:
-        raise UnreadableFileError(path, "header only: the file holds no data rows")
-    return frame
 
 
-def _read_csv(path: Path, payload: bytes) -> pd.DataFrame:
-    """One pass of Arrow's multi-threaded parser over the bytes, read as pandas would read
-    them: text columns stay text (no date inference), empty cells are missing, a column that
-    holds any text is text. Arrow also counts every record's fields, so a ragged row is
-    refused instead of padded with NaN or shifted into an index."""
+def _not_utf8(path: Path, exc: UnicodeDecodeError, start: int) -> NoReturn:
+    raise UnreadableFileError(
+        path,
+        f"not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset {start + exc.start}); "
+        "save it as UTF-8",
+    ) from exc
+
+
+def _read_csv(path: Path, source: Any) -> pd.DataFrame:
+    """One pass of Arrow's multi-threaded parser, read as pandas would read it: text columns
+    stay text (no date inference), empty cells are missing, a column that holds any text is
+    text. Arrow also counts every record's fields, so a ragged row is refused instead of
+    padded with NaN or shifted into an index."""
     import pyarrow as pa
     import pyarrow.csv as pa_csv
+
+    def read(convert: Any) -> Any:
+        if isinstance(source, io.BytesIO):
+            source.seek(0)
+        return pa_csv.read_csv(source, parse_options=parse, convert_options=convert)
 
     parse = pa_csv.ParseOptions(newlines_in_values=True)
     convert = pa_csv.ConvertOptions(strings_can_be_null=True, quoted_strings_can_be_null=True)
     try:
-        table = pa_csv.read_csv(io.BytesIO(payload), parse_options=parse, convert_options=convert)
+        table = read(convert)
         text_like = {
             field.name: pa.string() for field in table.schema if pa.types.is_temporal(field.type)
         }
         if text_like:
             # pandas leaves dates as text unless asked; validation and the schema expect that.
             convert.column_types = text_like
-            table = pa_csv.read_csv(
-                io.BytesIO(payload), parse_options=parse, convert_options=convert
-            )
+            table = read(convert)
     except pa.ArrowInvalid as exc:
         raise UnreadableFileError(path, f"malformed CSV ({str(exc).strip()})") from exc
     names = table.column_names
@@ -116,34 +187,9 @@ def _read_csv(path: Path, payload: bytes) -> pd.DataFrame:
     frame = table.to_pandas(split_blocks=True, self_destruct=True)
     del table
     pa.default_memory_pool().release_unused()  # gigabytes kept for reuse otherwise
+    if frame.empty:
+        raise UnreadableFileError(path, "header only: the file holds no data rows")
     return frame
-
-
-def _check_utf8(path: Path, payload: bytes, chunk: int = 1 << 24) -> None:
-    """Decoded in 16 MB pieces and dropped at once: only the position of a bad byte is wanted,
-    and a whole decoded copy of a large file would cost its size again in memory."""
-    decoder = codecs.getincrementaldecoder("utf-8-sig")()
-    view = memoryview(payload)
-    for start in range(0, len(payload), chunk):
-        try:
-            decoder.decode(view[start : start + chunk], final=start + chunk >= len(payload))
-        except UnicodeDecodeError as exc:
-            # The decoder may hold back up to 3 bytes of a character begun in the last piece.
-            offset = max(start + exc.start - len(decoder.getstate()[0]), 0)
-            bad = _first_bad_byte(payload, offset)
-            raise UnreadableFileError(
-                path,
-                f"not valid UTF-8 (byte 0x{payload[bad]:02x} at offset {bad}); save it as UTF-8",
-            ) from exc
-
-
-def _first_bad_byte(payload: bytes, near: int) -> int:
-    window = payload[max(near - 4, 0) : near + 8]
-    try:
-        window.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return max(near - 4, 0) + exc.start
-    return near
 
 
 def fingerprint(parts: list[tuple[str, str]]) -> str:
@@ -217,13 +263,10 @@ def read_landing(landing_dir: Path, progress: Callable[[str], None] = _quiet) ->
             size = path.stat().st_size
             if size >= LARGE_FILE_BYTES:
                 progress(f"reading {path.name} ({size / 1e6:,.0f} MB) ...")
-            payload = path.read_bytes()
+            frame, content_hash, size = read_table_file(path)
         except OSError as exc:
             unreadable.append(UnreadableFileError(path, f"cannot be opened ({exc.strerror})"))
             continue
-        content_hash = hashlib.sha256(payload).hexdigest()
-        try:
-            frame = parse_table(path, payload)
         except UnreadableFileError as err:
             unreadable.append(err)
             continue
@@ -231,14 +274,13 @@ def read_landing(landing_dir: Path, progress: Callable[[str], None] = _quiet) ->
         sources.append(
             SourceFile(
                 name=path.name,
-                size=len(payload),
+                size=size,
                 sha256=content_hash,
                 rows=len(frame),
                 columns=tuple(str(c) for c in frame.columns),
             )
         )
         frames.append(_tag(frame, path.name))
-        del payload
         if size >= LARGE_FILE_BYTES:
             progress(
                 f"read {path.name}: {len(frame):,} rows x {len(frame.columns) - 2} columns "

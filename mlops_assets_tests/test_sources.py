@@ -97,3 +97,26 @@ def test_unreadable_file_is_reported_and_others_still_read(tmp_path: Path) -> No
     assert raw is not None
     assert [e.path.name for e in raw.unreadable] == ["bad.csv"]
     assert len(raw.frame) == 1
+
+
+@pytest.mark.parametrize("chunk", [3, 5, 1 << 24])
+def test_a_file_is_checked_in_pieces_with_the_bad_byte_found_across_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    """Landing files stream through the hash and the UTF-8 check; a character split between
+    two pieces is fine, a bad byte is reported at its offset in the file."""
+    import hashlib
+
+    from mlops_assets import sources
+
+    monkeypatch.setattr(sources, "READ_CHUNK", chunk)
+    good = "name,price\ncafé,2.5\n€uro,3\n".encode()
+    path = tmp_path / "good.csv"
+    path.write_bytes(good)
+    frame, digest, size = sources.read_table_file(path)
+    assert list(frame["name"]) == ["café", "€uro"]
+    assert (digest, size) == (hashlib.sha256(good).hexdigest(), len(good))
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(good + b"caf\xe9,1\n")
+    with pytest.raises(sources.UnreadableFileError, match=rf"byte 0xe9 at offset {len(good) + 3}"):
+        sources.read_table_file(bad)
