@@ -324,7 +324,16 @@ def test_materialize_all_shows_metadata_checks_and_mlflow_links(
     _screenshot(page, "validated-dataset")
 
     page.goto(f"{platform.url}/assets/trained_model")
-    expect(_metadata_value(page, "candidates")).to_contain_text("n_estimators")
+    # Every candidate of both families, in a table too wide to show inline: it opens.
+    candidates = _metadata_row(page, "candidates")
+    candidates.scroll_into_view_if_needed()
+    candidates.get_by_text("Show Markdown").click()
+    table = page.get_by_role("dialog")
+    expect(table).to_contain_text("n_estimators")
+    expect(table).to_contain_text("hist_gradient_boosting")
+    page.keyboard.press("Escape")
+    expect(table).to_be_hidden()
+    expect(_metadata_value(page, "family")).to_contain_text("hist_gradient_boosting")
     expect(_metadata_link(page, "mlflow_run")).to_have_attribute(
         "href", re.compile(rf"^{re.escape(platform.mlflow_url)}/#/experiments/\d+/runs/\w+$")
     )
