@@ -251,18 +251,7 @@ def test_unreadable_file_is_moved_to_quarantine_and_others_go_on(
 
 
 def test_demo_source_name(project: Project) -> None:
-    result = project.materialize(
-        run_config={
-            "ops": {
-                "trained_model": {
-                    "config": {
-                        "families": ["random_forest"],
-                        "random_forest": {"n_estimators": [10]},
-                    }
-                }
-            }
-        }
-    )
+    result = project.materialize(run_config=QUICK_TRAINING)
     assert result.success, failure_messages(result)
     raw = read_frame(project.stored("raw_dataset"))
     assert set(raw["_source_file"]) == {DEMO_SOURCE}
