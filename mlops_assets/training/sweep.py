@@ -24,7 +24,6 @@ from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit, tra
 
 from mlops_assets.training.evaluate import METRICS, baseline_score, frame_fingerprint, score
 from mlops_assets.training.pipeline import (
-    HIST_GRADIENT_BOOSTING,
     RANDOM_FOREST,
     build_pipeline,
     tree_nodes,
@@ -38,10 +37,6 @@ _SKLEARN_SCORING = {
 }
 
 Progress = Callable[[str], None]
-
-
-def _quiet(_: str) -> None:
-    return None
 
 
 @dataclass(frozen=True)
@@ -320,7 +315,7 @@ def run_sweep(
     max_search_rows: int = 20_000,
     min_search_rows: int = 3_000,
     factor: int = 3,
-    progress: Progress = _quiet,
+    progress: Progress | None = None,
 ) -> SweepResult:
     if metric not in METRICS:
         raise ValueError(f"unknown metric '{metric}': choose one of {', '.join(METRICS)}")
@@ -328,7 +323,7 @@ def run_sweep(
         candidates = grid(RANDOM_FOREST, n_estimators=n_estimators or [])
     if not candidates:
         raise ValueError("the sweep needs at least one candidate (a family with a grid)")
-    clock = _Clock(progress)
+    clock = _Clock(progress or (lambda _: None))
     if len(frame) >= 1_000_000:
         clock.say(f"holding out {test_size:.0%} of {len(frame):,} rows for the gate")
     split = split_holdout(frame, features, target, test_size, seed)
@@ -392,7 +387,6 @@ def run_sweep(
 
 
 __all__ = [
-    "HIST_GRADIENT_BOOSTING",
     "RANDOM_FOREST",
     "Candidate",
     "Split",
