@@ -1,5 +1,6 @@
 """`mlops-assets run`: materialize the whole graph headless and summarise what happened."""
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,21 +60,36 @@ class RunSummary:
         )
 
 
-def _metadata(result: dg.ExecuteInProcessResult, node: str, key: str, asset: str) -> Any:
+# In-process results (tests) and execute_job's (the CLI) answer the same questions.
+Result = dg.ExecuteInProcessResult | dg.JobExecutionResult
+
+
+def _metadata(result: "Result", node: str, key: str, asset: str) -> Any:
     for materialization in result.asset_materializations_for_node(node):
         if materialization.asset_key.path[-1] == asset and key in materialization.metadata:
             return materialization.metadata[key].value
     return None
 
 
-def _failures(result: dg.ExecuteInProcessResult) -> list[str]:
+def _failures(result: "Result") -> list[str]:
     from mlops_assets.automation import step_failure_messages
 
     messages = step_failure_messages(result.all_events)
     return messages or ["the run failed; see the Dagster UI for the event log"]
 
 
-def summarize(result: dg.ExecuteInProcessResult) -> RunSummary:
+# Where each asset the summary reads comes from in an in-process result: (node, output).
+_OUTPUTS = {
+    "quarantined_rows": ("validation", "quarantined_rows"),
+    "trained_model": ("trained_model", "result"),
+    "registered_model": ("registered_model", "result"),
+}
+
+
+def summarize(result: Result, load: Callable[[str], Any] | None = None) -> RunSummary:
+    """`load(asset)` reads a stored asset value; by default the in-process result's outputs."""
+    if load is None:
+        load = lambda asset: result.output_for_node(*_OUTPUTS[asset])  # noqa: E731
     summary = RunSummary(success=result.success, run_id=result.run_id)
     summary.rows_read = _metadata(result, "raw_dataset", "dagster/row_count", "raw_dataset")
     if not result.success:
@@ -87,14 +103,14 @@ def summarize(result: dg.ExecuteInProcessResult) -> RunSummary:
     )
     summary.quarantine = _metadata(result, "validation", "path", "quarantined_rows")
     if summary.rows_quarantined:
-        rows = result.output_for_node("validation", "quarantined_rows").head(3)
+        rows = load("quarantined_rows").head(3)
         summary.quarantine_sample = [
             f"{row[SOURCE_FILE]}:{row[SOURCE_ROW]} column '{row['quarantine_column']}' "
             f"{row['quarantine_rule']}: {row['quarantine_value']}"
             for row in rows.to_dict("records")
         ]
-    trained = result.output_for_node("trained_model")
-    registered = result.output_for_node("registered_model")
+    trained = load("trained_model")
+    registered = load("registered_model")
     summary.metric = trained["metric"]
     summary.metrics = trained["holdout_metrics"]
     summary.model = registered["name"]
@@ -104,13 +120,21 @@ def summarize(result: dg.ExecuteInProcessResult) -> RunSummary:
     return summary
 
 
+def pipeline_job() -> dg.JobDefinition:
+    """The job `mlops-assets run` executes, as the deployment's settings (the environment)
+    define it; module level so Dagster can reconstruct it."""
+    from mlops_assets.definitions import PIPELINE_JOB, build_definitions
+
+    return build_definitions(Settings.from_env()).resolve_job_def(PIPELINE_JOB)
+
+
 def run_pipeline(
     settings: Settings, run_config: dict[str, Any] | None = None, log_level: str | None = None
 ) -> RunSummary:
-    prepare_home(settings)
-    from mlops_assets.definitions import PIPELINE_JOB, build_definitions
+    """`settings` must be the environment's (Settings.from_env()): the job is rebuilt from it."""
+    from mlops_assets.definitions import build_definitions
 
-    job = build_definitions(settings).resolve_job_def(PIPELINE_JOB)
+    prepare_home(settings)
     # Progress lines instead of Dagster's event log (unless asked for): the summary reports what
     # failed, once.
     loggers: dict[str, Any] = {"progress": {}}
@@ -119,7 +143,18 @@ def run_pipeline(
     config = {"loggers": loggers, **(run_config or {})}
     with dg.DagsterInstance.get() as instance:
         had_data = instance.get_latest_materialization_event(dg.AssetKey("validated_dataset"))
-        result = job.execute_in_process(instance=instance, run_config=config, raise_on_error=False)
-    summary = summarize(result)
+        # Not execute_in_process: it keeps every step's output in memory until the run ends
+        # (the raw and validated frames beside training: gigabytes at ten million rows).
+        # execute_job hands values between steps through the IO manager only.
+        with (
+            dg.execute_job(
+                dg.reconstructable(pipeline_job),
+                instance=instance,
+                run_config=config,
+                raise_on_error=False,
+            ) as result,
+            build_definitions(settings).get_asset_value_loader(instance) as loader,
+        ):
+            summary = summarize(result, loader.load_asset_value)
     summary.had_data = had_data is not None
     return summary

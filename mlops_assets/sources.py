@@ -15,6 +15,8 @@ from typing import Any, NoReturn
 
 import pandas as pd
 
+from mlops_assets.arrow_frames import read_parquet_frame, release_memory, table_to_frame
+
 SOURCE_FILE = "_source_file"
 SOURCE_ROW = "_source_row"
 LINEAGE_COLUMNS = (SOURCE_FILE, SOURCE_ROW)
@@ -110,7 +112,7 @@ def read_table_file(path: Path) -> tuple[pd.DataFrame, str, int]:
 
 def _read_parquet(path: Path, source: Any) -> pd.DataFrame:
     try:
-        return pd.read_parquet(source)
+        return read_parquet_frame(source)[0]
     except Exception as exc:
         raise UnreadableFileError(path, f"not a readable Parquet file ({exc})") from exc
 
@@ -180,13 +182,15 @@ def _read_csv(path: Path, source: Any) -> pd.DataFrame:
             table = read(convert)
     except pa.ArrowInvalid as exc:
         raise UnreadableFileError(path, f"malformed CSV ({str(exc).strip()})") from exc
+    # The parser's buffers go back to Arrow's pool, which keeps about twice the table's size
+    # for reuse unless told otherwise.
+    release_memory()
     names = table.column_names
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise UnreadableFileError(path, f"repeated column name(s): {', '.join(repeated)}")
-    frame = table.to_pandas(split_blocks=True, self_destruct=True)
+    frame = table_to_frame(table)
     del table
-    pa.default_memory_pool().release_unused()  # gigabytes kept for reuse otherwise
     if frame.empty:
         raise UnreadableFileError(path, "header only: the file holds no data rows")
     return frame

@@ -193,7 +193,8 @@ def trained_model(
         )
         _log_training_sample(
             Path(registry.reports_dir) / "runs" / run.info.run_id,
-            validated_dataset[[*features, schema.target]],
+            validated_dataset,
+            [*features, schema.target],
             config.seed,
         )
         example = result.split.train_x.head(5)
@@ -259,12 +260,13 @@ def trained_model(
     )
 
 
-def _log_training_sample(folder: Path, training_data: pd.DataFrame, seed: int) -> None:
+def _log_training_sample(folder: Path, frame: pd.DataFrame, columns: list[str], seed: int) -> None:
     """A sample of the training data (what drift is measured against), logged with the model."""
     import mlflow
 
     folder.mkdir(parents=True, exist_ok=True)
-    sample = training_data.sample(n=min(len(training_data), DRIFT_SAMPLE_ROWS), random_state=seed)
+    # Rows first: selecting the columns of the whole frame would copy all of it.
+    sample = frame.sample(n=min(len(frame), DRIFT_SAMPLE_ROWS), random_state=seed)[columns]
     path = folder / TRAINING_SAMPLE
     sample.to_parquet(path, index=False)
     mlflow.log_artifact(str(path), "data")

@@ -12,6 +12,8 @@ from typing import Any
 
 import dagster as dg
 
+from mlops_assets.arrow_frames import read_parquet_frame, release_memory
+
 _ATTRS_KEY = b"mlops_assets.attrs"
 
 
@@ -53,26 +55,12 @@ def write_frame(path: Path, frame: Any) -> None:
                 writer.write_table(chunk(start).cast(schema))
 
     _atomic_write(path, write)
-    release_arrow_memory()
-
-
-def release_arrow_memory() -> None:
-    """Arrow's allocator keeps freed memory for reuse; with frames of millions of rows that is
-    gigabytes the rest of the step (training) cannot have. Hand it back."""
-    import pyarrow as pa
-
-    pa.default_memory_pool().release_unused()
+    release_memory()
 
 
 def read_frame(path: Path) -> Any:
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(path)
-    raw = (table.schema.metadata or {}).get(_ATTRS_KEY)
-    # Arrow's buffers are released column by column as pandas takes them over.
-    frame = table.to_pandas(split_blocks=True, self_destruct=True)
-    del table
-    release_arrow_memory()
+    frame, metadata = read_parquet_frame(path)
+    raw = metadata.get(_ATTRS_KEY)
     frame.attrs = json.loads(raw) if raw else {}
     return frame
 

@@ -39,12 +39,32 @@ _SKLEARN_SCORING = {
 Progress = Callable[[str], None]
 
 
-@dataclass(frozen=True)
 class Split:
-    train_x: pd.DataFrame
-    train_y: pd.Series
-    test_x: pd.DataFrame
-    test_y: pd.Series
+    """The training and holdout rows of one frame. The holdout is taken once (it is scored);
+    the training rows are kept as positions and taken when asked, so a refit on some of them
+    never holds them all twice: at ten million rows each copy is gigabytes."""
+
+    def __init__(
+        self, features: pd.DataFrame, labels: pd.Series, train: np.ndarray, test: np.ndarray
+    ) -> None:
+        self._features, self._labels = features, labels
+        self.train_positions = train
+        self.test_x = features.iloc[test]
+        self.test_y = labels.iloc[test]
+
+    def train_rows(self, positions: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.Series]:
+        """The training rows at `positions` (positions among the training rows), all of them
+        by default."""
+        chosen = self.train_positions if positions is None else self.train_positions[positions]
+        return self._features.iloc[chosen], self._labels.iloc[chosen]
+
+    @property
+    def train_x(self) -> pd.DataFrame:
+        return self.train_rows()[0]
+
+    @property
+    def train_y(self) -> pd.Series:
+        return self._labels.iloc[self.train_positions]
 
     @property
     def holdout_fingerprint(self) -> str:
@@ -124,22 +144,22 @@ def split_holdout(
     """Deterministic for a given frame and seed: the gate recomputes the same holdout."""
     labels = frame[target]
     train, test = _positions(labels, test_size, seed)
-    # Copy-on-write: selecting the feature columns shares them instead of copying them all
-    # before the rows are taken.
-    with pd.option_context("mode.copy_on_write", True):
-        chosen = frame[features]
-        return Split(chosen.iloc[train], labels.iloc[train], chosen.iloc[test], labels.iloc[test])
+    return Split(_columns(frame, features), labels, train, test)
 
 
 def holdout_for(record: dict[str, Any], frame: pd.DataFrame) -> Split:
-    """The holdout a trained_model record was scored on, rebuilt from the same frame. Only the
-    holdout: the gate and the report never need the training rows (empty here), and copying
-    them would cost most of the frame again."""
+    """The holdout a trained_model record was scored on, rebuilt from the same frame; the
+    gate and the report never ask for its training rows."""
     labels = frame[record["target"]]
     _, test = _positions(labels, record["test_size"], record["seed"])
+    return Split(_columns(frame, record["features"]), labels, np.empty(0, dtype=np.intp), test)
+
+
+def _columns(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    # Copy-on-write: the selection shares the columns instead of copying them before the rows
+    # are taken.
     with pd.option_context("mode.copy_on_write", True):
-        features = frame[record["features"]]
-        return Split(features.iloc[:0], labels.iloc[:0], features.iloc[test], labels.iloc[test])
+        return frame[columns]
 
 
 def stratified_sample(labels: pd.Series, rows: int, seed: int) -> np.ndarray:
@@ -300,6 +320,30 @@ def _rank(candidate: Candidate) -> tuple[int, float, int]:
     return (candidate.rung, score, -_size(candidate))
 
 
+def _refit(split: Split, train_y: pd.Series, best: Candidate, seed: int, n_classes: int) -> Any:
+    """The winner fitted on every training row. Boosting stops early on a tenth of them: that
+    tenth is taken here and handed over as X_val, because the model would otherwise copy all
+    the rows again to split them itself."""
+    fit_x, fit_y = split.train_rows()
+    model = build_pipeline(
+        fit_x, seed=seed, family=best.family, params=best.params, n_classes=n_classes
+    )
+    step = model.steps[-1][1]
+    if len(model.steps) > 1 or getattr(step, "early_stopping", False) is not True:
+        model.fit(fit_x, fit_y)
+        return model
+    del fit_x, fit_y
+    fit, held = train_test_split(
+        np.arange(len(train_y)),
+        test_size=step.validation_fraction,
+        random_state=seed,
+        stratify=train_y,
+    )
+    fit_x, fit_y = split.train_rows(fit)
+    val_x, val_y = split.train_rows(held)
+    return model.fit(fit_x, fit_y, model__X_val=val_x, model__y_val=val_y)
+
+
 def run_sweep(
     frame: pd.DataFrame,
     features: list[str],
@@ -327,11 +371,12 @@ def run_sweep(
     if len(frame) >= 1_000_000:
         clock.say(f"holding out {test_size:.0%} of {len(frame):,} rows for the gate")
     split = split_holdout(frame, features, target, test_size, seed)
-    n_classes = int(split.train_y.nunique())
+    train_y = split.train_y
+    n_classes = int(train_y.nunique())
     scoring = _SKLEARN_SCORING[metric]
     if metric == "roc_auc" and n_classes == 2:
         scoring = "roc_auc"
-    rows = len(split.train_y)
+    rows = len(train_y)
     halving = rows > full_cv_rows and len(candidates) > 1
     sizes = (
         rung_sizes(rows, len(candidates), factor, min_search_rows, max_search_rows)
@@ -346,8 +391,7 @@ def run_sweep(
     clock.say(f"{len(candidates)} candidates on {rows:,} training rows: {search}")
     alive = list(candidates)
     for rung, size in enumerate(sizes, start=1):
-        positions = stratified_sample(split.train_y, size, seed + rung)
-        x, y = split.train_x.iloc[positions], split.train_y.iloc[positions]
+        x, y = split.train_rows(stratified_sample(train_y, size, seed + rung))
         folds = min(cv_folds, int(y.value_counts().min()))
         if folds < 2:
             break  # too few rows of a class to cross-validate: keep the ranking so far
@@ -364,11 +408,8 @@ def run_sweep(
     estimate = f" (at most ~{expected:.0f} s, scaled up from the sample)" if expected >= 1 else ""
     clock.say(f"refitting the best, {best.label}, on all {rows:,} training rows{estimate}")
     started = time.monotonic()
-    model = build_pipeline(
-        split.train_x, seed=seed, family=best.family, params=best.params, n_classes=n_classes
-    )
     with clock.heartbeat(f"refitting on {rows:,} rows", expected):
-        model.fit(split.train_x, split.train_y)
+        model = _refit(split, train_y, best, seed, n_classes)
     refit_seconds = time.monotonic() - started
     holdout = score(model, split.test_x, split.test_y)
     clock.say(f"refit done in {refit_seconds:.0f} s; holdout {metric}={holdout[metric]:.4f}")
@@ -377,7 +418,8 @@ def run_sweep(
         best=best,
         candidates=candidates,
         holdout_metrics=holdout,
-        baseline_metrics=baseline_score(split.train_x, split.train_y, split.test_x, split.test_y),
+        # The prior ignores the features: the labels stand in for them.
+        baseline_metrics=baseline_score(train_y.to_frame(), train_y, split.test_x, split.test_y),
         split=split,
         metric=metric,
         classes=[str(c) for c in model.classes_],
