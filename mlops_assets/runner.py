@@ -120,18 +120,17 @@ def summarize(result: Result, load: Callable[[str], Any] | None = None) -> RunSu
     return summary
 
 
-def pipeline_job() -> dg.JobDefinition:
-    """The job `mlops-assets run` executes, as the deployment's settings (the environment)
-    define it; module level so Dagster can reconstruct it."""
+def pipeline_job(settings: dict[str, Any]) -> dg.JobDefinition:
+    """The job `mlops-assets run` executes, for `Settings.as_plain()`; module level so Dagster
+    can reconstruct it."""
     from mlops_assets.definitions import PIPELINE_JOB, build_definitions
 
-    return build_definitions(Settings.from_env()).resolve_job_def(PIPELINE_JOB)
+    return build_definitions(Settings.from_plain(settings)).resolve_job_def(PIPELINE_JOB)
 
 
 def run_pipeline(
     settings: Settings, run_config: dict[str, Any] | None = None, log_level: str | None = None
 ) -> RunSummary:
-    """`settings` must be the environment's (Settings.from_env()): the job is rebuilt from it."""
     from mlops_assets.definitions import build_definitions
 
     prepare_home(settings)
@@ -141,6 +140,7 @@ def run_pipeline(
     if log_level:
         loggers["console"] = {"config": {"log_level": log_level.upper()}}
     config = {"loggers": loggers, **(run_config or {})}
+    plain = settings.as_plain()
     with dg.DagsterInstance.get() as instance:
         had_data = instance.get_latest_materialization_event(dg.AssetKey("validated_dataset"))
         # Not execute_in_process: it keeps every step's output in memory until the run ends
@@ -148,7 +148,9 @@ def run_pipeline(
         # execute_job hands values between steps through the IO manager only.
         with (
             dg.execute_job(
-                dg.reconstructable(pipeline_job),
+                dg.build_reconstructable_job(
+                    __name__, pipeline_job.__name__, reconstructable_kwargs={"settings": plain}
+                ),
                 instance=instance,
                 run_config=config,
                 raise_on_error=False,

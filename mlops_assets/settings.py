@@ -6,7 +6,7 @@ platform against temporary folders without touching the process environment.
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 DEFAULT_TARGET = "target"
@@ -103,6 +103,28 @@ class Settings:
         if self.tracking_uri.startswith("sqlite:///"):
             return Path(self.tracking_uri.removeprefix("sqlite:///")).exists()
         return True
+
+    def as_plain(self) -> dict[str, object]:
+        """The settings as strings, numbers and None (what Dagster can pass to a job factory
+        it reconstructs); `from_plain` reads them back."""
+        return {
+            name: str(value)
+            if isinstance(value, Path)
+            else dict(value)
+            if isinstance(value, Mapping)
+            else value
+            for name, value in ((f.name, getattr(self, f.name)) for f in fields(self))
+        }
+
+    @classmethod
+    def from_plain(cls, plain: Mapping[str, object]) -> "Settings":
+        paths = {f.name for f in fields(cls) if "Path" in str(f.type)}
+        return cls(
+            **{  # type: ignore[arg-type]
+                name: Path(value) if name in paths and isinstance(value, str) else value
+                for name, value in plain.items()
+            }
+        )
 
     def with_overrides(self, **changes: object) -> "Settings":
         return replace(self, **changes)  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ from mlops_assets.assets.metadata import markdown_table, score, scores
 from mlops_assets.automation import TRANSIENT_RETRY, latest_data_version
 from mlops_assets.resources.dataset import DatasetSource
 from mlops_assets.resources.gate import GatePolicy
+from mlops_assets.resources.io import StoredFrame
 from mlops_assets.resources.mlflow import ModelRegistry, dagster_mlflow_run
 
 TRAINING_SAMPLE = "training_sample.parquet"
@@ -122,22 +123,30 @@ def trained_model(
     dataset: DatasetSource,
     registry: ModelRegistry,
     mlflow_tracking: dg.ResourceParam[Any],
-    validated_dataset: pd.DataFrame,
+    validated_dataset: StoredFrame,
 ) -> dg.Output[dict[str, Any]]:
     import mlflow
     from mlflow.models import infer_signature
 
     from mlops_assets.training.evaluate import frame_fingerprint
     from mlops_assets.training.pipeline import SKOPS_TRUSTED_TYPES
-    from mlops_assets.training.sweep import run_sweep
+    from mlops_assets.training.sweep import run_sweep, split_holdout
 
     schema = dataset.dataset_schema()
-    features = [c for c in schema.features if c in validated_dataset.columns]
-    if len(validated_dataset) >= 1_000_000:
-        context.log.info(f"fingerprinting {len(validated_dataset):,} rows")
-    data_fingerprint = frame_fingerprint(validated_dataset, [*features, schema.target])
+    stored = validated_dataset.columns
+    features = [c for c in schema.features if c in stored]
+    # Only the columns the model uses; the frame itself is let go of once split, so the refit
+    # never holds it beside its own copy of the rows.
+    frame = validated_dataset.load([*features, schema.target])
+    rows = len(frame)
+    if rows >= 1_000_000:
+        context.log.info(f"fingerprinting {rows:,} rows")
+    data_fingerprint = frame_fingerprint(frame)
+    sample = _training_sample(frame, config.seed)
+    split = split_holdout(frame, features, schema.target, config.test_size, config.seed)
+    del frame
     result = run_sweep(
-        validated_dataset,
+        split,
         features,
         schema.target,
         config.candidates(),
@@ -148,6 +157,7 @@ def trained_model(
         full_cv_rows=config.full_cv_rows,
         max_search_rows=config.max_search_rows,
         progress=context.log.info,
+        keep_training_rows=False,
     )
     with dagster_mlflow_run(mlflow_tracking) as run:
         for candidate in result.candidates:
@@ -170,7 +180,7 @@ def trained_model(
                 "test_size": config.test_size,
                 "seed": config.seed,
                 "cv_folds": config.cv_folds,
-                "rows": len(validated_dataset),
+                "rows": rows,
                 "features": len(features),
             }
         )
@@ -191,13 +201,8 @@ def trained_model(
                 "python": platform.python_version(),
             }
         )
-        _log_training_sample(
-            Path(registry.reports_dir) / "runs" / run.info.run_id,
-            validated_dataset,
-            [*features, schema.target],
-            config.seed,
-        )
-        example = result.split.train_x.head(5)
+        _log_training_sample(Path(registry.reports_dir) / "runs" / run.info.run_id, sample)
+        example = result.split.example
         # Integer features are declared as doubles: the pipeline imputes missing values, and an
         # int column in the signature would reject the NaN that pandas uses for them.
         example = example.astype(
@@ -251,7 +256,7 @@ def trained_model(
             "search": result.search,
             "candidates": markdown_table(pd.DataFrame(record["candidates"])),
             "model_artifact_mb": round(artifact_bytes / 1e6, 3),
-            "rows": len(validated_dataset),
+            "rows": rows,
             "mlflow_run_id": run_id,
             "mlflow_run": dg.MetadataValue.url(registry.run_url(experiment_id, run_id)),
             "model_uri": info.model_uri,
@@ -260,13 +265,15 @@ def trained_model(
     )
 
 
-def _log_training_sample(folder: Path, frame: pd.DataFrame, columns: list[str], seed: int) -> None:
-    """A sample of the training data (what drift is measured against), logged with the model."""
+def _training_sample(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """What drift is measured against."""
+    return frame.sample(n=min(len(frame), DRIFT_SAMPLE_ROWS), random_state=seed)
+
+
+def _log_training_sample(folder: Path, sample: pd.DataFrame) -> None:
     import mlflow
 
     folder.mkdir(parents=True, exist_ok=True)
-    # Rows first: selecting the columns of the whole frame would copy all of it.
-    sample = frame.sample(n=min(len(frame), DRIFT_SAMPLE_ROWS), random_state=seed)[columns]
     path = folder / TRAINING_SAMPLE
     sample.to_parquet(path, index=False)
     mlflow.log_artifact(str(path), "data")

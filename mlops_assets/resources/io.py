@@ -58,11 +58,28 @@ def write_frame(path: Path, frame: Any) -> None:
     release_memory()
 
 
-def read_frame(path: Path) -> Any:
-    frame, metadata = read_parquet_frame(path)
+def read_frame(path: Path, columns: list[str] | None = None) -> Any:
+    frame, metadata = read_parquet_frame(path, columns)
     raw = metadata.get(_ATTRS_KEY)
     frame.attrs = json.loads(raw) if raw else {}
     return frame
+
+
+class StoredFrame:
+    """A stored frame not yet read: annotate an input with it (as dagster-polars users annotate
+    a LazyFrame) to read only the columns a step needs, and to let go of the rows once taken."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @property
+    def columns(self) -> list[str]:
+        import pyarrow.parquet as pq
+
+        return list(pq.ParquetFile(self.path).schema_arrow.names)
+
+    def load(self, columns: list[str] | None = None) -> Any:
+        return read_frame(self.path, columns)
 
 
 class LocalParquetIOManager(dg.ConfigurableIOManager):
@@ -90,6 +107,8 @@ class LocalParquetIOManager(dg.ConfigurableIOManager):
     def load_input(self, context: dg.InputContext) -> Any:
         parquet = self._path(context, ".parquet")
         if parquet.exists():
+            if context.dagster_type.typing_type is StoredFrame:
+                return StoredFrame(parquet)
             return read_frame(parquet)
         stored = self._path(context, ".json")
         if stored.exists():

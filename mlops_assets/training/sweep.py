@@ -47,16 +47,26 @@ class Split:
     def __init__(
         self, features: pd.DataFrame, labels: pd.Series, train: np.ndarray, test: np.ndarray
     ) -> None:
-        self._features, self._labels = features, labels
+        self._features: pd.DataFrame | None = features
+        self._labels = labels
         self.train_positions = train
         self.test_x = features.iloc[test]
         self.test_y = labels.iloc[test]
+        # What a logged model's input example shows.
+        self.example = features.iloc[train[:5]]
 
     def train_rows(self, positions: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.Series]:
         """The training rows at `positions` (positions among the training rows), all of them
         by default."""
+        if self._features is None:
+            raise RuntimeError("the training rows were let go of after the refit took them")
         chosen = self.train_positions if positions is None else self.train_positions[positions]
         return self._features.iloc[chosen], self._labels.iloc[chosen]
+
+    def let_go(self) -> None:
+        """Drop the reference to the frame's feature columns: once the refit has taken its
+        rows, the frame (when nothing else holds it) is freed before the model copies them."""
+        self._features = None
 
     @property
     def train_x(self) -> pd.DataFrame:
@@ -320,7 +330,9 @@ def _rank(candidate: Candidate) -> tuple[int, float, int]:
     return (candidate.rung, score, -_size(candidate))
 
 
-def _refit(split: Split, train_y: pd.Series, best: Candidate, seed: int, n_classes: int) -> Any:
+def _refit(
+    split: Split, train_y: pd.Series, best: Candidate, seed: int, n_classes: int, keep: bool
+) -> Any:
     """The winner fitted on every training row. Boosting stops early on a tenth of them: that
     tenth is taken here and handed over as X_val, because the model would otherwise copy all
     the rows again to split them itself."""
@@ -330,6 +342,8 @@ def _refit(split: Split, train_y: pd.Series, best: Candidate, seed: int, n_class
     )
     step = model.steps[-1][1]
     if len(model.steps) > 1 or getattr(step, "early_stopping", False) is not True:
+        if not keep:
+            split.let_go()
         model.fit(fit_x, fit_y)
         return model
     del fit_x, fit_y
@@ -341,11 +355,13 @@ def _refit(split: Split, train_y: pd.Series, best: Candidate, seed: int, n_class
     )
     fit_x, fit_y = split.train_rows(fit)
     val_x, val_y = split.train_rows(held)
+    if not keep:
+        split.let_go()
     return model.fit(fit_x, fit_y, model__X_val=val_x, model__y_val=val_y)
 
 
 def run_sweep(
-    frame: pd.DataFrame,
+    frame: pd.DataFrame | Split,
     features: list[str],
     target: str,
     candidates: list[Candidate] | None = None,
@@ -360,7 +376,11 @@ def run_sweep(
     min_search_rows: int = 3_000,
     factor: int = 3,
     progress: Progress | None = None,
+    keep_training_rows: bool = True,
 ) -> SweepResult:
+    """`frame` is the validated data, or its Split when the caller has let go of the frame;
+    with `keep_training_rows=False` the split lets go of it too before the refit's model
+    copies the rows (at ten million rows, gigabytes)."""
     if metric not in METRICS:
         raise ValueError(f"unknown metric '{metric}': choose one of {', '.join(METRICS)}")
     if candidates is None:
@@ -368,9 +388,12 @@ def run_sweep(
     if not candidates:
         raise ValueError("the sweep needs at least one candidate (a family with a grid)")
     clock = _Clock(progress or (lambda _: None))
-    if len(frame) >= 1_000_000:
-        clock.say(f"holding out {test_size:.0%} of {len(frame):,} rows for the gate")
-    split = split_holdout(frame, features, target, test_size, seed)
+    if isinstance(frame, Split):
+        split = frame
+    else:
+        if len(frame) >= 1_000_000:
+            clock.say(f"holding out {test_size:.0%} of {len(frame):,} rows for the gate")
+        split = split_holdout(frame, features, target, test_size, seed)
     train_y = split.train_y
     n_classes = int(train_y.nunique())
     scoring = _SKLEARN_SCORING[metric]
@@ -409,7 +432,7 @@ def run_sweep(
     clock.say(f"refitting the best, {best.label}, on all {rows:,} training rows{estimate}")
     started = time.monotonic()
     with clock.heartbeat(f"refitting on {rows:,} rows", expected):
-        model = _refit(split, train_y, best, seed, n_classes)
+        model = _refit(split, train_y, best, seed, n_classes, keep_training_rows)
     refit_seconds = time.monotonic() - started
     holdout = score(model, split.test_x, split.test_y)
     clock.say(f"refit done in {refit_seconds:.0f} s; holdout {metric}={holdout[metric]:.4f}")
