@@ -153,6 +153,44 @@ def _schema_infer(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _accept_labels(args: argparse.Namespace, settings: Settings) -> int:
+    import dagster as dg
+
+    from mlops_assets.assets.data import ACCEPTED_LABEL_MIX
+    from mlops_assets.home import prepare_home
+    from mlops_assets.quality.label_mix import acceptance_key
+    from mlops_assets.sources import file_sha256
+
+    path = Path(args.file)
+    if not path.is_file():
+        path = settings.landing_dir / args.file
+    if not path.is_file():
+        print(f"mlops-assets: no file {args.file} (nor in {settings.landing_dir})", file=sys.stderr)
+        return 2
+    key = acceptance_key(path.name, file_sha256(path))
+    prepare_home(settings)
+    with dg.DagsterInstance.get() as instance:
+        # An observation on validated_dataset: the acceptance shows in the asset's event log,
+        # with who said so and why, and validation reads it back.
+        instance.report_runless_asset_event(
+            dg.AssetObservation(
+                "validated_dataset",
+                metadata={
+                    ACCEPTED_LABEL_MIX: key,
+                    "file": path.name,
+                    "reason": args.reason,
+                    "accepted_by": os.environ.get("USER", "unknown"),
+                },
+            )
+        )
+    print(
+        f"accepted the class mix of {path.name} as it is (these bytes only: a changed file is "
+        "judged again). Run `mlops-assets run` (or `mlops-assets trigger` against `make dev`) "
+        "to validate it now."
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlops-assets",
@@ -212,6 +250,14 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("--force", action="store_true", help="required: the gate is bypassed")
     promote.add_argument("--reason", required=True, help="why; recorded as a tag")
     promote.set_defaults(handler=_promote)
+
+    accept = commands.add_parser(
+        "accept-labels",
+        help="accept a landed file whose class mix was refused as a label shift",
+    )
+    accept.add_argument("file", help="the file's name in the landing folder, or its path")
+    accept.add_argument("--reason", required=True, help="why the batch is right; recorded")
+    accept.set_defaults(handler=_accept_labels)
 
     schema = commands.add_parser("schema", help="schemas for your own data")
     schema_commands = schema.add_subparsers(dest="schema_command", required=True)

@@ -12,10 +12,12 @@ def prepare_home(settings: Settings) -> None:
     settings.ensure_dirs()
     project_config = settings.project_dir / "dagster.yaml"
     instance_config = settings.dagster_home / "dagster.yaml"
-    stale = not instance_config.exists() or (
-        instance_config.read_bytes() != project_config.read_bytes()
-    )
-    if project_config.is_file() and project_config.resolve() != instance_config.resolve() and stale:
-        shutil.copyfile(project_config, instance_config)
+    # A project without its own dagster.yaml keeps whatever the instance has.
+    if project_config.is_file() and project_config.resolve() != instance_config.resolve():
+        stale = not instance_config.exists() or (
+            instance_config.read_bytes() != project_config.read_bytes()
+        )
+        if stale:
+            shutil.copyfile(project_config, instance_config)
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
     os.environ.setdefault("MLOPS_PROJECT_DIR", str(settings.project_dir))

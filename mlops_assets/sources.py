@@ -213,6 +213,15 @@ def _tag(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     return frame
 
 
+def file_sha256(path: Path) -> str:
+    """The content hash raw_dataset records for a file, read in pieces."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for piece in iter(lambda: handle.read(READ_CHUNK), b""):
+            digest.update(piece)
+    return digest.hexdigest()
+
+
 def scan_landing(
     landing_dir: Path, known: dict[str, tuple[int, int, str]] | None = None
 ) -> dict[str, tuple[int, int, str]]:
@@ -228,8 +237,7 @@ def scan_landing(
             if previous and previous[0] == stat.st_size and previous[1] == stat.st_mtime_ns:
                 scanned[path.name] = previous
             else:
-                digest = hashlib.sha256(path.read_bytes()).hexdigest()
-                scanned[path.name] = (stat.st_size, stat.st_mtime_ns, digest)
+                scanned[path.name] = (stat.st_size, stat.st_mtime_ns, file_sha256(path))
         except OSError:
             continue  # vanished or unreadable: raw_dataset reports it when it runs
     return scanned
@@ -300,6 +308,7 @@ def read_landing(landing_dir: Path, progress: Callable[[str], None] = _quiet) ->
     # Concatenation turns a column missing from one file into NaNs; keep each file's own
     # columns so validation can tell "missing" from "empty".
     combined.attrs["source_columns"] = {s.name: list(s.columns) for s in sources}
+    combined.attrs["source_sha256"] = {s.name: s.sha256 for s in sources}
     return RawData(combined, sources, fingerprint(parts), unreadable)
 
 
@@ -319,6 +328,7 @@ def read_demo() -> RawData:
     )
     tagged = _tag(frame, DEMO_SOURCE)
     tagged.attrs["source_columns"] = {DEMO_SOURCE: list(source.columns)}
+    tagged.attrs["source_sha256"] = {DEMO_SOURCE: source.sha256}
     return RawData(
         tagged, [source], fingerprint([(f"{DEMO_SOURCE}@{sklearn.__version__}", source.sha256)])
     )

@@ -5,10 +5,15 @@ from typing import Any
 
 import dagster as dg
 import pandas as pd
+from pydantic import Field
 
 from mlops_assets.assets.metadata import column_schema, markdown_table
 from mlops_assets.automation import TRANSIENT_RETRY
 from mlops_assets.resources.dataset import DatasetSource
+from mlops_assets.resources.mlflow import ModelRegistry
+
+# Metadata key of an observation on validated_dataset that accepts one file's class mix.
+ACCEPTED_LABEL_MIX = "accepted_label_mix"
 
 
 class QualityConfig(dg.Config):
@@ -19,6 +24,24 @@ class QualityConfig(dg.Config):
     max_quarantine_share: float = 0.10
     max_duplicate_share: float = 0.05
     max_conflict_share: float = 0.0
+    label_mix_alpha: float = Field(
+        default=0.001,
+        description="A file whose class mix differs from the champion's training data (or, "
+        "before there is a champion, from the other files) beyond chance at this level...",
+    )
+    label_mix_min_shift: float = Field(
+        default=0.20,
+        description="...and by at least this share of rows (total variation distance) is "
+        "refused as a label shift.",
+    )
+    label_mix_min_rows: int = Field(
+        default=50, description="Files with fewer valid rows are not judged on their mix."
+    )
+    accept_label_mix: list[str] = Field(
+        default=[],
+        description="Files whose class mix is right as it is, for this run (`mlops-assets "
+        "accept-labels FILE` records it for good).",
+    )
 
 
 @dg.asset(
@@ -117,6 +140,7 @@ def validation(
     context: dg.AssetExecutionContext,
     config: QualityConfig,
     dataset: DatasetSource,
+    registry: ModelRegistry,
     raw_dataset: pd.DataFrame,
 ) -> Iterator[Any]:
     from mlops_assets.quality.validate import QualityThresholds, validate
@@ -130,6 +154,8 @@ def validation(
         max_conflict_share=config.max_conflict_share,
     )
     report = validate(raw_dataset, schema, thresholds)
+    if report.passed:
+        report.refuse(_label_shifts(context, config, registry, raw_dataset, report.valid, schema))
     sample = report.quarantined.head(20)
     if not report.passed:
         failures = report.failure_table()
@@ -185,3 +211,57 @@ def validation(
             "rows_quarantined": report.rows_quarantined,
         },
     )
+
+
+def accepted_label_mixes(instance: dg.DagsterInstance) -> set[str]:
+    """What `mlops-assets accept-labels` recorded: observations on validated_dataset."""
+    records = instance.fetch_observations(dg.AssetKey("validated_dataset"), limit=10_000).records
+    accepted = set()
+    for record in records:
+        observation = record.asset_observation
+        entry = observation.metadata.get(ACCEPTED_LABEL_MIX) if observation else None
+        if entry is not None:
+            accepted.add(str(entry.value))
+    return accepted
+
+
+def _label_shifts(
+    context: dg.AssetExecutionContext,
+    config: QualityConfig,
+    registry: ModelRegistry,
+    raw: pd.DataFrame,
+    valid: pd.DataFrame,
+    schema: Any,
+) -> list[Any]:
+    from mlops_assets.assets.monitoring import champion_training_sample
+    from mlops_assets.quality.label_mix import (
+        RULE,
+        LabelMixPolicy,
+        acceptance_key,
+        class_counts,
+        class_counts_by_file,
+        label_shifts,
+    )
+    from mlops_assets.quality.validate import DatasetFailure
+    from mlops_assets.sources import SOURCE_FILE
+
+    hashes: dict[str, str] = raw.attrs.get("source_sha256", {})
+    accepted = accepted_label_mixes(context.instance) | {
+        acceptance_key(name, hashes.get(name, "")) for name in config.accept_label_mix
+    }
+    policy = LabelMixPolicy(
+        alpha=config.label_mix_alpha,
+        min_shift=config.label_mix_min_shift,
+        min_rows=config.label_mix_min_rows,
+        accepted=frozenset(accepted),
+    )
+    per_file = class_counts_by_file(valid, SOURCE_FILE, schema.target)
+    champion = champion_training_sample(registry)
+    reference, name = None, ""
+    if champion is not None and schema.target in champion[1].columns:
+        reference = class_counts(champion[1][schema.target])
+        name = f"champion v{champion[0]}'s training sample"
+    shifts = label_shifts(per_file, hashes, reference, name, policy)
+    for shift in shifts:
+        context.log.warning(f"{shift.file}: label shift: {shift.message()}")
+    return [DatasetFailure(s.file, schema.target, RULE, s.message()) for s in shifts]

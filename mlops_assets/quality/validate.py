@@ -84,6 +84,12 @@ class ValidationReport:
             columns=["file", "column", "rule", "message"],
         )
 
+    def refuse(self, failures: list[DatasetFailure]) -> None:
+        """Add failures found after the rules above (the label mix): nothing is kept valid."""
+        if failures:
+            self.failures += failures
+            self.valid = self.valid.iloc[0:0]
+
     def describe_failures(self) -> str:
         lines = [f"{len(self.failures)} dataset-level failure(s):"]
         lines += [f"  - {f}" for f in self.failures]
