@@ -8,12 +8,16 @@ at ten million rows that is gigabytes.
 
 import ctypes
 import ctypes.util
-from typing import Any
+import functools
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+# pandas is imported where it is used: the code location imports this module through the IO
+# manager, and loading it should not pay for pandas.
+if TYPE_CHECKING:
+    import pandas as pd
 
 
-def table_to_frame(table: Any) -> pd.DataFrame:
+def table_to_frame(table: Any) -> "pd.DataFrame":
     """The frame `table.to_pandas()` gives (pandas metadata, dictionaries as categories), built
     column by column; the caller must hold no other reference to `table`."""
     rows, parts = table.num_rows, []
@@ -24,7 +28,7 @@ def table_to_frame(table: Any) -> pd.DataFrame:
     return _frame(parts, rows)
 
 
-def read_parquet_frame(path: Any, columns: list[str] | None = None) -> tuple[pd.DataFrame, Any]:
+def read_parquet_frame(path: Any, columns: list[str] | None = None) -> tuple["pd.DataFrame", Any]:
     """A Parquet file as a frame, read one column at a time (never the whole table in Arrow
     memory beside the frame); also returns the file's schema metadata."""
     import pyarrow.parquet as pq
@@ -41,14 +45,16 @@ def read_parquet_frame(path: Any, columns: list[str] | None = None) -> tuple[pd.
     return _frame(parts, file.metadata.num_rows), schema.metadata or {}
 
 
-def _series(column: Any) -> pd.Series:
+def _series(column: Any) -> "pd.Series":
     """A one-column table as pandas would convert it whole: select() and read(columns=...) keep
     the schema's pandas metadata, so dtypes come back as they were written. A Series, because
     concatenating one-column frames copies them where Series are taken as they are."""
     return column.to_pandas(split_blocks=True, self_destruct=True).iloc[:, 0]
 
 
-def _frame(parts: list[pd.Series], rows: int) -> pd.DataFrame:
+def _frame(parts: list["pd.Series"], rows: int) -> "pd.DataFrame":
+    import pandas as pd
+
     if not parts:
         return pd.DataFrame(index=pd.RangeIndex(rows))
     return pd.concat(parts, axis=1, copy=False)
@@ -62,14 +68,13 @@ def release_memory() -> None:
     import pyarrow as pa
 
     pa.default_memory_pool().release_unused()
-    _malloc_trim()
-
-
-def _malloc_trim() -> None:
-    name = ctypes.util.find_library("c")
-    if not name:
-        return
-    libc = ctypes.CDLL(name)
-    trim = getattr(libc, "malloc_trim", None)  # glibc only; musl and macOS have none
+    trim = _malloc_trim()
     if trim is not None:
         trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Any:
+    """glibc's malloc_trim, looked up once; None where there is none (musl, macOS)."""
+    name = ctypes.util.find_library("c")
+    return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None

@@ -88,26 +88,25 @@ def read_table_file(path: Path) -> tuple[pd.DataFrame, str, int]:
     text checks in 16 MB pieces, then the parser reads the file itself: the memory a file
     costs is its table's, not its bytes' as well."""
     digest = hashlib.sha256()
-    size = 0
-
-    def pieces(handle: Any) -> Iterator[bytes]:
-        nonlocal size
-        for piece in iter(lambda: handle.read(READ_CHUNK), b""):
-            digest.update(piece)
-            size += len(piece)
-            yield piece
-
     parquet = path.suffix.lower() in PARQUET_SUFFIXES
     with path.open("rb") as handle:
         if parquet:
-            for _ in pieces(handle):
+            for _ in _hashed_pieces(handle, digest):
                 pass
         else:
-            _check_text(path, pieces(handle))
+            _check_text(path, _hashed_pieces(handle, digest))
+        size = handle.tell()
     if size == 0:
         raise UnreadableFileError(path, "the file is empty (0 bytes)")
     frame = _read_parquet(path, path) if parquet else _read_csv(path, path)
     return frame, digest.hexdigest(), size
+
+
+def _hashed_pieces(handle: Any, digest: Any) -> Iterator[bytes]:
+    """The file in READ_CHUNK pieces, each added to `digest` as it passes."""
+    for piece in iter(lambda: handle.read(READ_CHUNK), b""):
+        digest.update(piece)
+        yield piece
 
 
 def _read_parquet(path: Path, source: Any) -> pd.DataFrame:
@@ -217,8 +216,8 @@ def file_sha256(path: Path) -> str:
     """The content hash raw_dataset records for a file, read in pieces."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for piece in iter(lambda: handle.read(READ_CHUNK), b""):
-            digest.update(piece)
+        for _ in _hashed_pieces(handle, digest):
+            pass
     return digest.hexdigest()
 
 
