@@ -1,10 +1,12 @@
 """Policy in one place: what re-materializes when, how failures are retried and recorded.
 
-- `landing_sensor` watches the landing folder and requests one run of the whole graph when the
-  set of file contents differs from what raw_dataset last read. The run key is the content
-  fingerprint, so a restarted daemon or a second tick never launches the same work twice.
+- `landing_sensor` keeps one partition per landed file: it adds the partition of a new file,
+  retires the partition of a file that left, and requests a run for each new or changed file.
+  One file is one run of the whole graph; several files are one run per file for their
+  partitions, and automation then retrains once when they are all done.
 - Downstream assets are eager, held back by failed blocking checks, and re-run when their code
-  changes (code versions are hashes of the modules that hold their logic).
+  changes (code versions are hashes of the modules that hold their logic). trained_model does
+  not wait for files whose partition failed: it trains on the files that passed.
 - Transient failures are retried by a RetryPolicy; data-quality failures raise
   `Failure(allow_retries=False)` and are never retried.
 - `run_failure_recorder` writes every failed run to its log, to an asset observation on the
@@ -13,6 +15,7 @@
 
 import hashlib
 import json
+import time
 import urllib.request
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -25,6 +28,9 @@ from mlops_assets.settings import Settings
 PACKAGE = Path(__file__).parent
 OWNER = "team:mlops"
 RAW = dg.AssetKey("raw_dataset")
+TRAINED = dg.AssetKey("trained_model")
+# What is re-run when files only left the folder: training and what follows it in one run.
+RETRAIN = [TRAINED, dg.AssetKey("registered_model"), dg.AssetKey("model_report")]
 PREDICTIONS = dg.AssetKey("batch_predictions")
 
 TRANSIENT_RETRY = dg.RetryPolicy(max_retries=3, delay=1, backoff=dg.Backoff.EXPONENTIAL)
@@ -59,10 +65,7 @@ def code_versions() -> dict[str, str | None]:
     return {name: code_version(parts) for name, parts in _CODE.items()}
 
 
-def downstream_condition() -> dg.AutomationCondition:
-    """eager(), but triggered by a parent's *data version* changing rather than by any new
-    materialization: re-reading identical files, or re-running an asset whose output did not
-    change, retrains nothing."""
+def _eager_on_change(wait_for_missing: bool = True) -> dg.AutomationCondition:
     deps_changed = dg.AutomationCondition.any_deps_match(
         (
             dg.AutomationCondition.data_version_changed()
@@ -71,10 +74,29 @@ def downstream_condition() -> dg.AutomationCondition:
         ).with_label("data_version_changed_without_root")
         | dg.AutomationCondition.will_be_requested()
     ).with_label("any_deps_data_changed")
-    eager_on_change = dg.AutomationCondition.eager().replace("any_deps_updated", deps_changed)
+    eager: Any = dg.AutomationCondition.eager()
+    if not wait_for_missing:
+        eager = eager.without(~dg.AutomationCondition.any_deps_missing())
+    return eager.replace("any_deps_updated", deps_changed)
+
+
+def downstream_condition() -> dg.AutomationCondition:
+    """eager(), but triggered by a parent's *data version* changing rather than by any new
+    materialization: re-reading identical files, or re-running an asset whose output did not
+    change, retrains nothing."""
     return (
-        eager_on_change | dg.AutomationCondition.code_version_changed()
+        _eager_on_change() | dg.AutomationCondition.code_version_changed()
     ) & dg.AutomationCondition.all_deps_blocking_checks_passed()
+
+
+def training_condition() -> dg.AutomationCondition:
+    """downstream_condition() for the asset that joins the files. eager() waits while any
+    parent partition is missing (dagster-io/dagster #34094): a file whose validation failed
+    would hold training back for every other file. Here a failed or never-passing partition
+    is simply not part of the training set (its blocking checks failed, so nothing of it was
+    stored); training still waits while any file's run is in progress, so files landed
+    together retrain once."""
+    return _eager_on_change(wait_for_missing=False) | dg.AutomationCondition.code_version_changed()
 
 
 def apply_policy(assets: Sequence[dg.AssetsDefinition]) -> list[dg.AssetsDefinition]:
@@ -82,7 +104,11 @@ def apply_policy(assets: Sequence[dg.AssetsDefinition]) -> list[dg.AssetsDefinit
         name = spec.key.to_user_string()
         return spec.replace_attributes(
             code_version=code_version(_CODE[name]),
-            automation_condition=None if spec.key == RAW else downstream_condition(),
+            automation_condition=None
+            if spec.key == RAW
+            else training_condition()
+            if spec.key == TRAINED
+            else downstream_condition(),
             owners=[OWNER],
         )
 
@@ -142,15 +168,76 @@ def _folder_sensor(
     return folder_sensor
 
 
+def landing_requests(
+    plan: Any, scanned: dict[str, tuple[int, int, str]], new_partitions: set[str]
+) -> list[dg.RunRequest]:
+    """One new or changed file: one run of the whole graph for its partition (the shortest way
+    from a landed file to a champion). Several: one run per file for its partitions, and
+    automation retrains once they are all done. Only files that left: a retraining run."""
+    from mlops_assets.partitions import PARTITIONED_ASSETS
+
+    def run_key(name: str) -> str:
+        key = f"{name}@{scanned[name][2][:16]}"
+        # A file landed again after it left is a new partition: it must run again even with
+        # the bytes it had before.
+        return f"{key}+{time.time_ns()}" if name in new_partitions else key
+
+    tags = {"mlops/trigger": "landing_sensor"}
+    if len(plan.refresh) == 1:
+        [name] = plan.refresh
+        return [dg.RunRequest(run_key=run_key(name), partition_key=name, tags=tags)]
+    if plan.refresh:
+        selection = [dg.AssetKey(name) for name in PARTITIONED_ASSETS]
+        return [
+            dg.RunRequest(
+                run_key=run_key(name), partition_key=name, asset_selection=selection, tags=tags
+            )
+            for name in plan.refresh
+        ]
+    if plan.retire and scanned:
+        from mlops_assets.sources import fingerprint
+
+        current = fingerprint([(name, entry[2]) for name, entry in scanned.items()])
+        return [dg.RunRequest(run_key=f"retired:{current}", asset_selection=RETRAIN, tags=tags)]
+    return []
+
+
 def build_landing_sensor(settings: Settings, job: Any) -> dg.SensorDefinition:
-    return _folder_sensor(
-        "landing_sensor",
-        settings.landing_dir,
-        RAW,
-        settings.sensor_interval,
-        f"Requests the whole graph when files in {settings.landing_dir} change content.",
+    folder = settings.landing_dir
+
+    @dg.sensor(
+        name="landing_sensor",
+        minimum_interval_seconds=settings.sensor_interval,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Keeps one partition per file in {folder}: adds new files, retires files "
+        "that left, and requests runs for new or changed files.",
         job=job,
     )
+    def landing_sensor(context: dg.SensorEvaluationContext) -> Any:
+        from mlops_assets.partitions import LANDED_FILES, partition_requests, plan_partitions
+        from mlops_assets.sources import scan_landing
+
+        previous = (
+            {k: tuple(v) for k, v in json.loads(context.cursor).items()} if context.cursor else None
+        )
+        scanned = scan_landing(folder, previous or {})
+        existing = context.instance.get_dynamic_partitions(LANDED_FILES)
+        plan = plan_partitions(scanned, previous, existing)
+        cursor = json.dumps(scanned, sort_keys=True)
+        if plan.empty:
+            return dg.SensorResult(
+                skip_reason=dg.SkipReason(
+                    f"no new, changed or removed files in {folder} ({len(scanned)} file(s))"
+                ),
+                cursor=cursor,
+            )
+        return dg.SensorResult(
+            run_requests=landing_requests(plan, scanned, set(plan.add)),
+            dynamic_partitions_requests=partition_requests(plan),  # type: ignore[arg-type]
+            cursor=cursor,
+        )
+
+    return landing_sensor
 
 
 def build_scoring_sensor(settings: Settings) -> dg.SensorDefinition:
@@ -224,10 +311,15 @@ def build_failure_sensor(settings: Settings) -> dg.SensorDefinition:
         message = context.failure_event.message or "run failed"
         summary = "\n".join(step_failure_messages(context.get_step_failure_events())) or message
         context.log.error(f"run {run.run_id} ({run.job_name}) failed:\n{summary}")
+        from mlops_assets.partitions import PARTITIONED_ASSETS
+
+        partition = run.tags.get("dagster/partition")
         for key in failed_assets(steps):
             context.instance.report_runless_asset_event(
                 dg.AssetObservation(
                     asset_key=key,
+                    # On the failed file's partition, where the partition bar shows it.
+                    partition=partition if key.to_user_string() in PARTITIONED_ASSETS else None,
                     metadata={
                         "failed_run_id": run.run_id,
                         "failure": dg.MetadataValue.md(f"```\n{summary}\n```"),

@@ -61,18 +61,42 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
         )
     for key, asset in state["assets"].items():
         print(f"{key:18} {asset['last_materialized'] or 'never':34} {asset['data_version'] or ''}")
+    files = state["files"]
+    failed = [name for name, s in files.items() if "FAILED" in s.values()]
+    print(f"landed files: {len(files)}, {len(failed)} failed (partitions of raw/validated_dataset)")
+    for name in failed[:20]:
+        states = files[name]
+        print(f"  {name}: raw {states['raw_dataset']}, validated {states['validated_dataset']}")
     return 0
 
 
 def _trigger(args: argparse.Namespace, settings: Settings) -> int:
     from mlops_assets.definitions import PIPELINE_JOB
+    from mlops_assets.partitions import PARTITIONED_ASSETS
+    from mlops_assets.runner import DOWNSTREAM_ASSETS
     from mlops_assets.trigger import TriggerError, trigger
 
     url = args.url or settings.dagster_ui_url
     select = [key for item in args.select or [] for key in item.split(",") if key]
-    print(f"mlops-assets: launching {', '.join(select) or PIPELINE_JOB} on {url} ...", flush=True)
+    partition = args.partition
+    if partition is None:
+        per_file = sorted(set(select) & set(PARTITIONED_ASSETS))
+        if per_file:
+            print(
+                f"mlops-assets: {', '.join(per_file)} are kept per landed file: name one with "
+                "--partition FILE",
+                file=sys.stderr,
+            )
+            return 2
+        # Without a file: retrain on every file that passed validation, and what follows.
+        select = select or list(DOWNSTREAM_ASSETS)
+    what = ", ".join(select) or PIPELINE_JOB
+    where = f" for {partition}" if partition else ""
+    print(f"mlops-assets: launching {what}{where} on {url} ...", flush=True)
     try:
-        result = trigger(url, PIPELINE_JOB, select=select, timeout=args.timeout)
+        result = trigger(
+            url, PIPELINE_JOB, select=select, timeout=args.timeout, partition=partition
+        )
     except TriggerError as exc:
         print(f"mlops-assets: {exc}", file=sys.stderr)
         return 2
@@ -158,6 +182,7 @@ def _accept_labels(args: argparse.Namespace, settings: Settings) -> int:
 
     from mlops_assets.assets.data import ACCEPTED_LABEL_MIX
     from mlops_assets.home import prepare_home
+    from mlops_assets.partitions import LANDED_FILES
     from mlops_assets.quality.label_mix import acceptance_key
     from mlops_assets.sources import file_sha256
 
@@ -170,11 +195,13 @@ def _accept_labels(args: argparse.Namespace, settings: Settings) -> int:
     key = acceptance_key(path.name, file_sha256(path))
     prepare_home(settings)
     with dg.DagsterInstance.get() as instance:
-        # An observation on validated_dataset: the acceptance shows in the asset's event log,
-        # with who said so and why, and validation reads it back.
+        # An observation on the file's partition of validated_dataset: the acceptance shows in
+        # the asset's event log, with who said so and why, and validation reads it back.
+        known = instance.has_dynamic_partition(LANDED_FILES, path.name)
         instance.report_runless_asset_event(
             dg.AssetObservation(
                 "validated_dataset",
+                partition=path.name if known else None,
                 metadata={
                     ACCEPTED_LABEL_MIX: key,
                     "file": path.name,
@@ -232,7 +259,14 @@ def build_parser() -> argparse.ArgumentParser:
     trig.add_argument(
         "--select",
         action="append",
-        help="asset keys to materialize (repeat or comma-separate); default: the whole graph",
+        help="asset keys to materialize (repeat or comma-separate); default: the whole graph "
+        "for --partition, else training and what follows it",
+    )
+    trig.add_argument(
+        "--partition",
+        metavar="FILE",
+        help="the landed file (partition) to read and validate again; without it, the model is "
+        "retrained on every file that passed",
     )
     trig.add_argument("--url", help="Dagster webserver URL (default: MLOPS_DAGSTER_UI_URL)")
     trig.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait")

@@ -7,6 +7,8 @@ import subprocess
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+# MLflow keeps tag values up to 8,000 characters; beyond this the file list is summarised.
+MAX_TAG_CHARS = 4000
 PACKAGES = ("scikit-learn", "pandas", "numpy", "scipy", "skops", "mlflow", "dagster", "pandera")
 
 
@@ -56,8 +58,15 @@ def reproducibility_manifest(
     dagster_run_id: str,
     data_versions: dict[str, str | None],
     code_versions: dict[str, str | None],
+    files: dict[str, str] | None = None,
 ) -> dict[str, str]:
+    """`files` are the landed files (partitions) trained on with their content hashes; a long
+    list is summarised, the whole of it is the training run's data/files.json."""
+    listed = json.dumps({name: sha[:16] for name, sha in (files or {}).items()}, sort_keys=True)
+    if len(listed) > MAX_TAG_CHARS:
+        listed = f"{len(files or {})} files: see the training run's data/files.json"
     return {
+        "manifest.files": listed,
         "manifest.dataset_fingerprint": dataset_fingerprint,
         "manifest.rows": str(rows),
         "manifest.schema_hash": schema_hash,

@@ -260,43 +260,58 @@ def _quiet(_: str) -> None:
     return None
 
 
+def read_source(path: Path, progress: Callable[[str], None] = _quiet) -> RawData:
+    """One landing file, tagged with its name and lines; raises UnreadableFileError naming the
+    file and what is wrong with it. `progress` hears of a file large enough to take seconds."""
+    started = time.monotonic()
+    try:
+        size = path.stat().st_size
+        if size >= LARGE_FILE_BYTES:
+            progress(f"reading {path.name} ({size / 1e6:,.0f} MB) ...")
+        frame, content_hash, size = read_table_file(path)
+    except FileNotFoundError as exc:
+        raise UnreadableFileError(path, "no longer in the landing folder") from exc
+    except OSError as exc:
+        raise UnreadableFileError(path, f"cannot be opened ({exc.strerror})") from exc
+    source = SourceFile(
+        name=path.name,
+        size=size,
+        sha256=content_hash,
+        rows=len(frame),
+        columns=tuple(str(c) for c in frame.columns),
+    )
+    if size >= LARGE_FILE_BYTES:
+        progress(
+            f"read {path.name}: {len(frame):,} rows x {len(frame.columns)} columns "
+            f"in {time.monotonic() - started:.1f} s"
+        )
+    tagged = _tag(frame, path.name)
+    _keep_source_attrs(tagged, [source])
+    return RawData(tagged, [source], content_hash)
+
+
+def _keep_source_attrs(frame: pd.DataFrame, sources: list[SourceFile]) -> None:
+    # Concatenation turns a column missing from one file into NaNs; keep each file's own
+    # columns so validation can tell "missing" from "empty".
+    frame.attrs["source_columns"] = {s.name: list(s.columns) for s in sources}
+    frame.attrs["source_sha256"] = {s.name: s.sha256 for s in sources}
+
+
 def read_landing(landing_dir: Path, progress: Callable[[str], None] = _quiet) -> RawData | None:
-    """Read every landing file on its own. None when the folder holds no supported files.
-    `progress` hears of every file large enough to take seconds."""
+    """Every landing file, each read on its own, as one frame (what a whole-folder read gives:
+    the benchmarks' and tools' view). None when the folder holds no supported files."""
     paths = landing_files(landing_dir)
     if not paths:
         return None
     frames, sources, unreadable = [], [], []
-    parts: list[tuple[str, str]] = []
     for path in paths:
-        started = time.monotonic()
         try:
-            size = path.stat().st_size
-            if size >= LARGE_FILE_BYTES:
-                progress(f"reading {path.name} ({size / 1e6:,.0f} MB) ...")
-            frame, content_hash, size = read_table_file(path)
-        except OSError as exc:
-            unreadable.append(UnreadableFileError(path, f"cannot be opened ({exc.strerror})"))
-            continue
+            raw = read_source(path, progress)
         except UnreadableFileError as err:
             unreadable.append(err)
             continue
-        parts.append((path.name, content_hash))
-        sources.append(
-            SourceFile(
-                name=path.name,
-                size=size,
-                sha256=content_hash,
-                rows=len(frame),
-                columns=tuple(str(c) for c in frame.columns),
-            )
-        )
-        frames.append(_tag(frame, path.name))
-        if size >= LARGE_FILE_BYTES:
-            progress(
-                f"read {path.name}: {len(frame):,} rows x {len(frame.columns) - 2} columns "
-                f"in {time.monotonic() - started:.1f} s"
-            )
+        sources += raw.sources
+        frames.append(raw.frame)
     if len(frames) == 1:
         combined = frames[0]  # concatenating one frame would copy every column
     else:
@@ -304,11 +319,10 @@ def read_landing(landing_dir: Path, progress: Callable[[str], None] = _quiet) ->
     if len(frames) > 1:
         combined[SOURCE_FILE] = combined[SOURCE_FILE].astype("category")
         _unify_mixed_columns(combined)
-    # Concatenation turns a column missing from one file into NaNs; keep each file's own
-    # columns so validation can tell "missing" from "empty".
-    combined.attrs["source_columns"] = {s.name: list(s.columns) for s in sources}
-    combined.attrs["source_sha256"] = {s.name: s.sha256 for s in sources}
-    return RawData(combined, sources, fingerprint(parts), unreadable)
+    _keep_source_attrs(combined, sources)
+    return RawData(
+        combined, sources, fingerprint([(s.name, s.sha256) for s in sources]), unreadable
+    )
 
 
 def read_demo() -> RawData:
@@ -326,8 +340,7 @@ def read_demo() -> RawData:
         columns=tuple(str(c) for c in frame.columns),
     )
     tagged = _tag(frame, DEMO_SOURCE)
-    tagged.attrs["source_columns"] = {DEMO_SOURCE: list(source.columns)}
-    tagged.attrs["source_sha256"] = {DEMO_SOURCE: source.sha256}
+    _keep_source_attrs(tagged, [source])
     return RawData(
         tagged, [source], fingerprint([(f"{DEMO_SOURCE}@{sklearn.__version__}", source.sha256)])
     )

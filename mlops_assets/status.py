@@ -29,6 +29,23 @@ def asset_states(instance: Any, keys: tuple[str, ...]) -> dict[str, dict[str, st
     return states
 
 
+def file_states(instance: Any) -> dict[str, dict[str, str]]:
+    """Each landed file's partition: read and validated (MATERIALIZED), FAILED, IN_PROGRESS,
+    or MISSING (never run)."""
+    import dagster as dg
+
+    from mlops_assets.partitions import LANDED_FILES, landed_files
+
+    keys = instance.get_dynamic_partitions(LANDED_FILES)
+    states: dict[str, dict[str, str]] = {key: {} for key in keys}
+    for asset in ("raw_dataset", "validated_dataset"):
+        found = instance.get_status_by_partition(dg.AssetKey(asset), keys, landed_files) or {}
+        for key in keys:
+            status = found.get(key)
+            states[key][asset] = status.value if status is not None else "MISSING"
+    return states
+
+
 def champion_state(registry: "ModelRegistry") -> dict[str, Any] | None:
     from mlops_assets.resources.mlflow import CHAMPION
 
@@ -87,11 +104,23 @@ def collect_status(settings: Settings) -> dict[str, Any]:
     prepare_home(settings)
     with dg.DagsterInstance.get() as instance:
         assets = asset_states(instance, ASSET_KEYS)
+        files = file_states(instance)
     if not settings.tracking_uri_has_store():
-        return {"champion": None, "latest": None, "other_models": [], "assets": assets}
+        return {
+            "champion": None,
+            "latest": None,
+            "other_models": [],
+            "assets": assets,
+            "files": files,
+        }
     from mlops_assets.resources.mlflow import ModelRegistry
 
     registry = ModelRegistry(
         tracking_uri=settings.tracking_uri, model_name=settings.registered_model_name
     )
-    return {"champion": champion_state(registry), **registry_state(registry), "assets": assets}
+    return {
+        "champion": champion_state(registry),
+        **registry_state(registry),
+        "assets": assets,
+        "files": files,
+    }

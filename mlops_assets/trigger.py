@@ -33,6 +33,7 @@ def trigger(
     timeout: float = 1800.0,
     poll: float = 2.0,
     headers: dict[str, str] | None = None,
+    partition: str | None = None,
 ) -> TriggerResult:
     from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
@@ -53,9 +54,10 @@ def trigger(
         raise TriggerError(f"cannot reach Dagster at {url}: {exc}") from exc
     started = time.monotonic()
     try:
-        run_id = client.submit_job_execution(
-            job, asset_selection=select or None, tags={"mlops/trigger": "cli"}
-        )
+        tags = {"mlops/trigger": "cli"}
+        if partition:
+            tags["dagster/partition"] = partition
+        run_id = client.submit_job_execution(job, asset_selection=select or None, tags=tags)
     except DagsterGraphQLClientError as exc:
         raise TriggerError(f"{url} refused the launch: {exc}") from exc
     except Exception as exc:  # connection errors come from several libraries

@@ -9,12 +9,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import dagster as dg
 import pandas as pd
 import pytest
 
 from mlops_assets.definitions import PIPELINE_JOB, build_definitions
+from mlops_assets.partitions import LANDED_FILES, PARTITIONED_ASSETS
+from mlops_assets.resources.io import StoredFrame
 from mlops_assets.resources.mlflow import CHAMPION, ModelRegistry
 from mlops_assets.settings import Settings
 
@@ -51,11 +54,24 @@ class Project:
     def definitions(self) -> dg.Definitions:
         return build_definitions(self.settings)
 
-    def materialize(self, run_config: dict[str, Any] | None = None) -> dg.ExecuteInProcessResult:
+    def materialize(self, run_config: dict[str, Any] | None = None) -> Any:
+        """What `mlops-assets run` does, in-process: every landed file's partition, then the
+        rest. One file gives its run's result; several give a PipelineRuns."""
+        from mlops_assets.runner import materialize_all, sync_partitions
+
         job = self.definitions().resolve_job_def(PIPELINE_JOB)
-        return job.execute_in_process(
-            instance=self.instance, run_config=run_config or {}, raise_on_error=False
-        )
+        keys = sync_partitions(self.instance, self.settings)
+
+        def execute(partition: str | None, selection: list[dg.AssetKey] | None) -> Any:
+            return job.execute_in_process(
+                instance=self.instance,
+                run_config=_config_for(run_config or {}, selection),
+                partition_key=partition,
+                asset_selection=selection,
+                raise_on_error=False,
+            )
+
+        return materialize_all(execute, keys)
 
     def registry(self) -> ModelRegistry:
         return ModelRegistry(
@@ -67,14 +83,50 @@ class Project:
         version = self.registry().version_for_alias(CHAMPION)
         return None if version is None else int(version.version)
 
-    def stored(self, asset: str) -> Path:
+    def stored(self, asset: str, file: str | None = None) -> Path:
+        """Where an asset's value is stored; for a partitioned one, the partition of `file`."""
         suffix = (
             ".parquet"
             if asset
-            in {"raw_dataset", "validated_dataset", "quarantined_rows", "batch_predictions"}
+            in {
+                "raw_dataset",
+                "validated_dataset",
+                "quarantined_rows",
+                "batch_predictions",
+                "drift_report",
+            }
             else ".json"
         )
+        if asset in PARTITIONED_ASSETS:
+            assert file is not None, f"{asset} is partitioned: name the file"
+            return self.settings.storage_dir / asset / f"{quote(file, safe='')}{suffix}"
         return self.settings.storage_dir / f"{asset}{suffix}"
+
+    def load(self, asset: str) -> pd.DataFrame:
+        """The stored partitions of a partitioned asset for the files landed now, as one frame
+        in file order (what training reads)."""
+        keys = self.instance.get_dynamic_partitions(LANDED_FILES)
+        stored = {key: self.stored(asset, key) for key in keys}
+        return StoredFrame({k: p for k, p in stored.items() if p.exists()}).load()
+
+    def snapshot(self, asset: str) -> dict[str, bytes]:
+        """The stored bytes of each partition ever stored: what a failed file must leave as it
+        was (compare the partitions that were there before)."""
+        folder = self.settings.storage_dir / asset
+        return {p.name: p.read_bytes() for p in sorted(folder.glob("*.parquet"))}
+
+
+def _config_for(run_config: dict[str, Any], selection: list[dg.AssetKey] | None) -> dict[str, Any]:
+    """The run config of the steps a run executes (Dagster refuses config for others)."""
+    if selection is None or "ops" not in run_config:
+        return run_config
+    steps = {key.to_user_string() for key in selection} | (
+        {"validation"} if dg.AssetKey("validated_dataset") in selection else set()
+    )
+    ops = {name: value for name, value in run_config["ops"].items() if name in steps}
+    return (
+        {**run_config, "ops": ops} if ops else {k: v for k, v in run_config.items() if k != "ops"}
+    )
 
 
 @contextmanager

@@ -11,91 +11,214 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from mlops_assets.automation import code_version, downstream_condition, failed_assets
+from mlops_assets.automation import (
+    code_version,
+    downstream_condition,
+    failed_assets,
+    training_condition,
+)
 from mlops_assets.definitions import PIPELINE_JOB, build_definitions
+from mlops_assets.partitions import LANDED_FILES, landed_files
 from mlops_assets.resources.mlflow import ModelRegistry
+from mlops_assets.sources import DEMO_SOURCE
 
 from .conftest import QUICK_TRAINING, Project, failure_messages
 
-DOWNSTREAM = {
-    "validated_dataset",
-    "quarantined_rows",
-    "trained_model",
-    "registered_model",
-    "batch_predictions",
-    "drift_report",
-    "model_report",
-}
+FILE_ASSETS = {"validated_dataset", "quarantined_rows", "drift_report"}
+MODEL_ASSETS = {"trained_model", "registered_model", "batch_predictions", "model_report"}
 
 
 def _tick(project: Project, cursor: str | None = None) -> Any:
-    sensor = project.definitions().get_sensor_def("landing_sensor")
-    context = dg.build_sensor_context(instance=project.instance, cursor=cursor)
-    return sensor.evaluate_tick(context)
+    """One evaluation of landing_sensor; its partition requests are applied, as the daemon
+    applies them."""
+    defs = project.definitions()
+    sensor = defs.get_sensor_def("landing_sensor")
+    context = dg.build_sensor_context(
+        instance=project.instance,
+        instance_ref=project.instance.get_ref(),
+        cursor=cursor,
+        definitions=defs,
+    )
+    result = sensor.evaluate_tick(context)
+    for request in result.dynamic_partitions_requests or []:
+        if isinstance(request, dg.AddDynamicPartitionsRequest):
+            project.instance.add_dynamic_partitions(
+                request.partitions_def_name, request.partition_keys
+            )
+        else:
+            for key in request.partition_keys:
+                project.instance.delete_dynamic_partition(request.partitions_def_name, key)
+    return result
 
 
-def test_landing_sensor_skips_an_empty_folder(project: Project) -> None:
-    result = _tick(project)
-    assert not result.run_requests
-    assert "holds no CSV or Parquet file" in result.skip_message
+def _partitions(project: Project) -> list[str]:
+    return sorted(project.instance.get_dynamic_partitions(LANDED_FILES))
 
 
-def test_landing_sensor_keys_runs_on_content(project: Project, demo_frame: pd.DataFrame) -> None:
-    path = project.land("a.csv", demo_frame)
+def test_landing_sensor_keeps_the_demo_partition_while_the_folder_is_empty(
+    project: Project,
+) -> None:
     first = _tick(project)
+    assert not first.run_requests  # the demo is materialized on request, not by the sensor
+    assert _partitions(project) == [DEMO_SOURCE]
+    second = _tick(project, first.cursor)
+    assert not second.run_requests
+    assert "no new, changed or removed files" in second.skip_message
+
+
+def test_landing_sensor_adds_refreshes_and_retires_partitions(
+    project: Project, demo_frame: pd.DataFrame
+) -> None:
+    cursor = _tick(project).cursor
+    path = project.land("a.csv", demo_frame)
+    first = _tick(project, cursor)
+    # One new file: one run of the whole graph for its partition; the demo's is retired.
     [request] = first.run_requests
+    assert request.partition_key == "a.csv" and request.asset_selection is None
     assert request.tags["mlops/trigger"] == "landing_sensor"
+    assert _partitions(project) == ["a.csv"]
     assert json.loads(first.cursor)["a.csv"][2]  # content hash kept in the cursor
 
-    # A restarted sensor (no cursor) and a second tick agree on the key: Dagster's run-key
-    # de-duplication then launches the work once.
-    assert _tick(project).run_requests[0].run_key == request.run_key
-    assert _tick(project, first.cursor).run_requests[0].run_key == request.run_key
-
-    # Touching the file changes its mtime, not its content, nor the key.
+    # Touching the file changes its mtime, not its content: nothing to do.
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
-    assert _tick(project, first.cursor).run_requests[0].run_key == request.run_key
+    touched = _tick(project, first.cursor)
+    assert not touched.run_requests
 
+    # New bytes: the partition is materialized again, keyed on the content.
     changed = demo_frame.copy()
     changed.loc[0, "mean radius"] += 1
     project.land("a.csv", changed)
-    assert _tick(project, first.cursor).run_requests[0].run_key != request.run_key
+    [again] = _tick(project, touched.cursor).run_requests
+    assert again.partition_key == "a.csv" and again.run_key != request.run_key
+    # A restarted sensor (no cursor) asks for the same run: Dagster's run-key de-duplication
+    # launches it once.
+    [restarted] = _tick(project).run_requests
+    assert restarted.run_key == again.run_key
+
+    # A second file, then the first leaves: its partition is retired and training re-runs.
+    project.land("b.csv", demo_frame.iloc[:300])
+    added = _tick(project, _tick(project).cursor)
+    assert [r.partition_key for r in added.run_requests] == []  # b.csv requested just before
+    path.unlink()
+    retired = _tick(project, added.cursor)
+    assert _partitions(project) == ["b.csv"]
+    [retrain] = retired.run_requests
+    assert retrain.partition_key is None
+    assert {k.to_user_string() for k in retrain.asset_selection or []} == {
+        "trained_model",
+        "registered_model",
+        "model_report",
+    }
 
 
-def test_landing_sensor_skips_what_raw_dataset_already_read(
+def test_twenty_files_landed_together_are_twenty_file_runs_and_one_retraining(
     project: Project, demo_frame: pd.DataFrame
 ) -> None:
-    project.land("a.csv", demo_frame)
-    (project.landing / "broken.csv").write_bytes(b"")
-    run_key = _tick(project).run_requests[0].run_key
-    result = project.materialize(run_config=QUICK_TRAINING)
-    assert result.success, failure_messages(result)
-
-    # raw_dataset moved broken.csv to quarantine; what is left is what it read: nothing to do.
-    after = _tick(project)
-    assert not after.run_requests
-    assert "no new or changed files" in after.skip_message
-    assert run_key not in after.skip_message
-
-
-def _requested(project: Project, cursor: Any = None) -> tuple[set[str], Any]:
+    project.land("base.csv", demo_frame)
+    assert project.materialize(run_config=QUICK_TRAINING).success
+    cursor = _tick(project).cursor
+    _, automation = _requested(project)
+    for i in range(20):
+        batch = demo_frame.sample(n=60, random_state=i).copy()
+        batch["mean radius"] += 0.001 * (i + 1)  # new rows, not copies of base.csv's
+        project.land(f"batch_{i:02}.csv", batch)
+    tick = _tick(project, cursor)
+    assert len(tick.run_requests) == 20
+    partitioned = {"raw_dataset", "validated_dataset", "quarantined_rows", "drift_report"}
+    for request in tick.run_requests:
+        assert {k.to_user_string() for k in request.asset_selection} == partitioned
+    job = project.definitions().resolve_job_def(PIPELINE_JOB)
+    for request in tick.run_requests:
+        result = job.execute_in_process(
+            instance=project.instance,
+            partition_key=request.partition_key,
+            asset_selection=request.asset_selection,
+        )
+        assert result.success
+    # Automation sees twenty new files and asks for training once.
     result = dg.evaluate_automation_conditions(
-        defs=project.definitions(), instance=project.instance, cursor=cursor
+        defs=project.definitions(), instance=project.instance, cursor=automation
     )
+    assert result.get_num_requested(dg.AssetKey("trained_model")) == 1
+    assert result.get_num_requested(dg.AssetKey("validated_dataset")) == 0
+
+
+def test_a_failed_partition_does_not_hold_training_back(
+    project: Project, demo_frame: pd.DataFrame
+) -> None:
+    halves = demo_frame.iloc[:300], demo_frame.iloc[300:]
+    project.land("a.csv", halves[0])
+    project.land("b.csv", halves[1])
+    assert project.materialize(run_config=QUICK_TRAINING).success
+    _, cursor = _requested(project)
+    # The same graph with Dagster's own eager() condition on training, for comparison.
+    waiting = _with_training_condition(project.definitions(), downstream_condition())
+    _, waiting_cursor = _requested(project, defs=waiting)
+
+    job = project.definitions().resolve_job_def(PIPELINE_JOB)
+    partitioned = [
+        dg.AssetKey(k)
+        for k in ("raw_dataset", "validated_dataset", "quarantined_rows", "drift_report")
+    ]
+    project.instance.add_dynamic_partitions(LANDED_FILES, ["bad.csv", "c.csv"])
+    project.land("bad.csv", halves[1].drop(columns=["mean radius"]))
+    fresh = halves[0].copy()
+    fresh["mean radius"] += 0.01
+    project.land("c.csv", fresh)
+    for key in ("bad.csv", "c.csv"):
+        job.execute_in_process(
+            instance=project.instance,
+            partition_key=key,
+            asset_selection=partitioned,
+            raise_on_error=False,
+        )
+    status = project.instance.get_status_by_partition(
+        dg.AssetKey("validated_dataset"), ["bad.csv", "c.csv"], landed_files
+    )
+    assert status["bad.csv"] == dg.AssetPartitionStatus.FAILED
+    # eager() waits for bad.csv's validated partition, missing, forever; ours trains on the
+    # files that passed, once.
+    requested, waiting_cursor = _requested(project, waiting_cursor, defs=waiting)
+    assert "trained_model" not in requested
+    requested, cursor = _requested(project, cursor)
+    assert "trained_model" in requested
+    requested, cursor = _requested(project, cursor)
+    assert "trained_model" not in requested
+
+
+def _with_training_condition(
+    defs: dg.Definitions, condition: dg.AutomationCondition
+) -> dg.Definitions:
+    def replace(spec: dg.AssetSpec) -> dg.AssetSpec:
+        if spec.key != dg.AssetKey("trained_model"):
+            return spec
+        return spec.replace_attributes(automation_condition=condition)
+
+    assets = [a.map_asset_specs(replace) for a in defs.assets or []]  # type: ignore[union-attr]
+    return dg.Definitions(assets=assets, resources=defs.resources)
+
+
+def _requested(
+    project: Project, cursor: Any = None, defs: dg.Definitions | None = None
+) -> tuple[set[str], Any]:
+    defs = defs or project.definitions()
+    result = dg.evaluate_automation_conditions(defs=defs, instance=project.instance, cursor=cursor)
     requested = {
         key.to_user_string()
-        for key in project.definitions().resolve_asset_graph().get_all_asset_keys()
+        for key in defs.resolve_asset_graph().get_all_asset_keys()
         if result.get_num_requested(key)
     }
     return requested, result.cursor
 
 
-def _materialize_raw(project: Project) -> dg.ExecuteInProcessResult:
-    defs = project.definitions()
-    job = defs.resolve_implicit_global_asset_job_def().get_subset(
-        asset_selection={dg.AssetKey("raw_dataset")}
+def _materialize_raw(project: Project, file: str = "a.csv") -> dg.ExecuteInProcessResult:
+    job = project.definitions().resolve_job_def(PIPELINE_JOB)
+    return job.execute_in_process(
+        instance=project.instance,
+        partition_key=file,
+        asset_selection=[dg.AssetKey("raw_dataset")],
+        raise_on_error=False,
     )
-    return job.execute_in_process(instance=project.instance, raise_on_error=False)
 
 
 def test_downstream_follows_changed_data_only(project: Project, demo_frame: pd.DataFrame) -> None:
@@ -109,13 +232,21 @@ def test_downstream_follows_changed_data_only(project: Project, demo_frame: pd.D
     requested, cursor = _requested(project, cursor)
     assert requested == set()
 
-    # New data: everything downstream is requested, in one evaluation.
+    # New data: the file's partitions first, then the model and what follows it (a run holds
+    # one partition of the file's assets or the unpartitioned rest).
     changed = demo_frame.copy()
     changed.loc[0, "mean radius"] += 1
     project.land("a.csv", changed)
     assert _materialize_raw(project).success
     requested, cursor = _requested(project, cursor)
-    assert requested == DOWNSTREAM
+    assert requested == FILE_ASSETS
+    job = project.definitions().resolve_job_def(PIPELINE_JOB)
+    selection = [dg.AssetKey(name) for name in FILE_ASSETS]
+    assert job.execute_in_process(
+        instance=project.instance, partition_key="a.csv", asset_selection=selection
+    ).success
+    requested, cursor = _requested(project, cursor)
+    assert requested == MODEL_ASSETS
 
 
 def test_failed_blocking_check_holds_training_back(
@@ -129,7 +260,7 @@ def test_failed_blocking_check_holds_training_back(
     project.land("a.csv", demo_frame.drop(columns=["mean radius"]))
     assert _materialize_raw(project).success
     requested, cursor = _requested(project, cursor)
-    assert requested == DOWNSTREAM  # validation must run to find out
+    assert requested == FILE_ASSETS  # validation must run to find out
 
     failed = project.materialize(run_config=QUICK_TRAINING)  # what automation would launch
     assert not failed.success
@@ -149,6 +280,8 @@ def test_policy_is_applied_to_every_asset(project: Project) -> None:
         assert node.description
         if key.to_user_string() == "raw_dataset":
             assert node.automation_condition is None
+        elif key.to_user_string() == "trained_model":
+            assert node.automation_condition == training_condition()
         else:
             assert node.automation_condition == downstream_condition()
     assert code_version(["gate.py"]) != code_version(["sources.py"])

@@ -11,12 +11,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer
 
-from mlops_assets.resources.io import read_frame
+from mlops_assets.partitions import landed_files
 
 from .conftest import Project, failure_messages, new_project
 
@@ -172,14 +173,15 @@ CASES = [
         "benign.csv",
         csv(DEMO[DEMO["target"] == 1]),
         "failed",
-        ("benign.csv", "column 'target'", "min_classes"),
+        # Refused on its own partition: its mix against the champion's training data.
+        ("benign.csv", "column 'target'", "label_mix", "100%"),
     ),
     Case(
         "rare_class",
         "rare.csv",
         csv(pd.concat([DEMO[DEMO["target"] == 1], DEMO[DEMO["target"] == 0].head(3)])),
         "failed",
-        ("rare.csv", "column 'target'", "min_class_share"),
+        ("rare.csv", "column 'target'", "label_mix"),
     ),
     Case(
         "too_few_rows",
@@ -290,34 +292,30 @@ def test_bad_input(champion_project: Project, case: Case) -> None:
     _clear(project.landing)
     _clear(project.settings.quarantine_dir)
     (project.landing / case.filename).write_bytes(case.payload)
-    validated_before = project.stored("validated_dataset").read_bytes()
+    validated_before = project.snapshot("validated_dataset")
     champion_before = project.champion_version()
 
     result = project.materialize()
     message = failure_messages(result)
-    quarantined_files = (
-        list((project.settings.quarantine_dir / "files").iterdir())
-        if (project.settings.quarantine_dir / "files").exists()
-        else []
-    )
 
     if case.outcome in {"file", "failed"}:
         assert not result.success, f"{case.name} should have been refused"
         for words in case.expect:
             assert words in message, f"{words!r} not in:\n{message}"
         # Nothing lost: the last good data and the champion stand.
-        assert project.stored("validated_dataset").read_bytes() == validated_before
+        after = project.snapshot("validated_dataset")
+        assert {name: after[name] for name in validated_before} == validated_before
         assert project.champion_version() == champion_before
+    # The file stays where it landed (its partition shows why it failed) until replaced.
+    assert (project.landing / case.filename).read_bytes() == case.payload
     if case.outcome == "file":
-        assert any(p.name.endswith(case.filename) for p in quarantined_files)
-        reason = next(p for p in quarantined_files if p.name.endswith(".reason.txt"))
-        assert case.expect[-1] in reason.read_text()
-        assert not (project.landing / case.filename).exists()
-    else:
-        assert (project.landing / case.filename).read_bytes() == case.payload
+        status = project.instance.get_status_by_partition(
+            dg.AssetKey("raw_dataset"), [case.filename], landed_files
+        )
+        assert status == {case.filename: dg.AssetPartitionStatus.FAILED}
     if case.outcome == "rows":
         assert result.success, message
-        quarantined = read_frame(project.stored("quarantined_rows"))
+        quarantined = project.load("quarantined_rows")
         reasons = {
             f"{c}:{r}"
             for c, r in zip(
@@ -327,12 +325,12 @@ def test_bad_input(champion_project: Project, case: Case) -> None:
         for words in case.expect:
             assert any(r.startswith(words) for r in reasons), f"{words!r} not in {reasons}"
         assert set(quarantined["_source_file"]) == {case.filename}
-        validated = read_frame(project.stored("validated_dataset"))
+        validated = project.load("validated_dataset")
         assert len(validated) + quarantined["_source_row"].nunique() == len(DEMO)
     if case.outcome == "pass":
         assert result.success, message
-        assert read_frame(project.stored("quarantined_rows")).empty
-        assert len(read_frame(project.stored("validated_dataset"))) == len(DEMO)
+        assert project.load("quarantined_rows").empty
+        assert len(project.load("validated_dataset")) == len(DEMO)
 
 
 def test_text_in_a_cell_of_one_file_among_several(champion_project: Project) -> None:
@@ -348,12 +346,12 @@ def test_text_in_a_cell_of_one_file_among_several(champion_project: Project) -> 
 
     result = project.materialize()
     assert result.success, failure_messages(result)
-    quarantined = read_frame(project.stored("quarantined_rows"))
+    quarantined = project.load("quarantined_rows")
     assert list(quarantined["_source_file"].astype(str)) == ["b_typo.csv"]
     assert list(quarantined["_source_row"]) == [6]  # header is line 1, row 4 is line 6
     assert list(quarantined["quarantine_column"]) == ["mean compactness"]
     assert list(quarantined["quarantine_rule"]) == ["dtype"]
-    validated = read_frame(project.stored("validated_dataset"))
+    validated = project.load("validated_dataset")
     assert len(validated) == len(DEMO) - 1
     good = validated[validated["_source_file"].astype(str) == "a_good.csv"]
     expected = pd.read_csv(io.BytesIO(csv(DEMO.iloc[:300])))

@@ -389,7 +389,7 @@ def test_landed_file_is_a_sensor_tick_a_run_and_a_new_version(
     landed = time.time()
 
     page.goto(f"{platform.url}/locations/mlops_assets/sensors/landing_sensor")
-    expect(page.get_by_text("Requests the whole graph when files in")).to_be_visible()
+    expect(page.get_by_text("Keeps one partition per file in")).to_be_visible()
     # The page refreshes its ticks every few seconds: wait for the tick that saw the file.
     expect(page.get_by_text("1 run requested").first).to_be_visible(timeout=90_000)
 
@@ -428,7 +428,7 @@ def test_landed_file_is_a_sensor_tick_a_run_and_a_new_version(
     page.get_by_role("button", name="0 runs requested").first.click()
     tick = page.get_by_role("dialog").filter(has_text="Tick for landing_sensor")
     expect(tick).to_contain_text("Skip reason")
-    expect(tick).to_contain_text("no new or changed files")
+    expect(tick).to_contain_text("no new, changed or removed files")
     tick.get_by_role("button", name="Close").click()
     # Only the ticks that requested a run: this one, with its (successful) run.
     page.get_by_role("button", name="All ticks").click()

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from mlops_assets.cli import main
+from mlops_assets.sources import DEMO_SOURCE
 
 
 @pytest.fixture
@@ -59,6 +60,9 @@ def test_run_then_status(cli_project: Path, capsys: pytest.CaptureFixture[str]) 
     }
     for asset in state["assets"].values():
         assert asset["last_materialized"] and asset["data_version"]
+    assert state["files"] == {
+        DEMO_SOURCE: {"raw_dataset": "MATERIALIZED", "validated_dataset": "MATERIALIZED"}
+    }
 
 
 def test_failed_run_exits_non_zero_with_file_column_and_rule(
@@ -105,4 +109,33 @@ def test_run_says_which_rows_were_quarantined_and_where_they_are(
     out = capsys.readouterr().out
     assert "quarantined 1" in out
     assert "batch.csv:5 column 'mean radius' greater_than_or_equal_to(0): -1.0" in out
-    assert f"all of them in {cli_project / 'home' / 'storage' / 'quarantined_rows.parquet'}" in out
+    stored = cli_project / "home" / "storage" / "quarantined_rows" / "batch.csv.parquet"
+    assert f"all of them in {stored}" in out
+
+
+def test_run_lists_each_file_and_status_shows_the_one_that_failed(
+    cli_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sklearn.datasets import load_breast_cancer
+
+    landing = cli_project / "data" / "landing"
+    landing.mkdir(parents=True)
+    frame = load_breast_cancer(as_frame=True).frame
+    frame.iloc[:300].to_csv(landing / "a.csv", index=False)
+    frame.iloc[300:].drop(columns=["worst area"]).to_csv(landing / "b.csv", index=False)
+    assert main(["run"]) == 0
+    out = capsys.readouterr().out
+    assert "files: 1 passed, 1 failed" in out
+    assert "a.csv: 300 rows, validated 300, quarantined 0" in out
+    assert "b.csv: FAILED: validation:" in out
+    assert "b.csv: column 'worst area': column_in_dataframe" in out
+    assert "registered breast_cancer_classifier v1: became champion" in out
+
+    assert main(["status", "--json"]) == 0
+    files = json.loads(capsys.readouterr().out)["files"]
+    assert files == {
+        "a.csv": {"raw_dataset": "MATERIALIZED", "validated_dataset": "MATERIALIZED"},
+        "b.csv": {"raw_dataset": "MATERIALIZED", "validated_dataset": "FAILED"},
+    }
+    assert main(["status"]) == 0
+    assert "landed files: 2, 1 failed" in capsys.readouterr().out

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from mlops_assets.definitions import ASSET_KEYS, PIPELINE_JOB, build_definitions, defs
+from mlops_assets.partitions import landed_files
 from mlops_assets.settings import Settings
 
 
@@ -29,10 +30,13 @@ def test_asset_keys_and_lineage() -> None:
     assert parents("validated_dataset") == {"raw_dataset"}
     assert parents("quarantined_rows") == {"raw_dataset"}
     assert parents("trained_model") == {"validated_dataset", "drift_report"}
-    assert parents("drift_report") == {"raw_dataset"}
+    assert parents("drift_report") == {"validated_dataset"}
     assert parents("registered_model") == {"trained_model", "validated_dataset"}
     assert parents("batch_predictions") == {"registered_model"}
     assert parents("model_report") == {"registered_model", "trained_model", "validated_dataset"}
+    # One partition per landed file for the files' assets; the model is built from all of them.
+    partitioned = {k for k in keys if graph.get(dg.AssetKey(k)).partitions_def == landed_files}
+    assert partitioned == {"raw_dataset", "validated_dataset", "quarantined_rows", "drift_report"}
     groups = {k: graph.get(dg.AssetKey(k)).group_name for k in ASSET_KEYS}
     assert groups == {
         "raw_dataset": "data",

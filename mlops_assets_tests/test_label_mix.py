@@ -103,16 +103,20 @@ def test_a_stuck_batch_is_refused_until_accepted(
     first = project.materialize(QUICK_TRAINING)
     assert first.success, failure_messages(first)
     assert project.champion_version() == 1
-    validated_before = project.stored("validated_dataset").read_bytes()
+    validated_before = project.snapshot("validated_dataset")
 
     project.land("stuck.csv", _stuck_batch(demo_frame))
     refused = project.materialize(QUICK_TRAINING)
-    assert not refused.success
-    message = failure_messages(refused)
+    # Only the stuck file's partition fails; the model is trained on the others.
+    assert refused.success, failure_messages(refused)
+    assert not refused.files["stuck.csv"].success
+    message = failure_messages(refused.files["stuck.csv"])
     assert "stuck.csv: column 'target': label_mix:" in message
     assert "champion v1's training sample" in message
     # Nothing lost: the last good data and the champion stay.
-    assert project.stored("validated_dataset").read_bytes() == validated_before
+    after = project.snapshot("validated_dataset")
+    assert {name: after[name] for name in validated_before} == validated_before
+    assert "stuck.csv.parquet" not in after
     assert project.champion_version() == 1
 
     # The CLI records the acceptance as an observation on validated_dataset.
@@ -128,6 +132,7 @@ def test_a_stuck_batch_is_refused_until_accepted(
     [record] = project.instance.fetch_observations(
         dg.AssetKey("validated_dataset"), limit=10
     ).records
+    assert record.asset_observation.partition == "stuck.csv"  # type: ignore[union-attr]
     metadata = record.asset_observation.metadata  # type: ignore[union-attr]
     assert metadata["reason"].value == "a recall batch"
     assert str(metadata[ACCEPTED_LABEL_MIX].value).startswith("stuck.csv@")
@@ -137,10 +142,7 @@ def test_a_stuck_batch_is_refused_until_accepted(
         e for e in accepted.all_events if e.step_key == "validation" and e.is_step_failure
     ]
     assert not validation, failure_messages(accepted)
-    assert (
-        "stuck.csv"
-        in pd.read_parquet(project.stored("validated_dataset"))["_source_file"].astype(str).unique()
-    )
+    assert "stuck.csv" in project.load("validated_dataset")["_source_file"].astype(str).unique()
 
 
 class _unclosed:

@@ -45,12 +45,15 @@ def test_identical_bytes_launch_nothing(live: Live, demo_frame: pd.DataFrame) ->
     )
     [tick] = ticks["sensorOrError"]["sensorState"]["ticks"]
     assert tick["status"] == "SKIPPED"
-    assert "no new or changed files" in tick["skipReason"]
+    assert "no new, changed or removed files" in tick["skipReason"]
 
 
 def test_trigger_launches_through_graphql_and_waits(
     live: Live, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["trigger", "--url", live.url, "--select", "raw_dataset"]) == 0
+    assert main(["trigger", "--url", live.url, "--select", "raw_dataset"]) == 2
+    assert "--partition FILE" in capsys.readouterr().err
+    args = ["trigger", "--url", live.url, "--select", "raw_dataset", "--partition", "batch1.csv"]
+    assert main(args) == 0
     out = capsys.readouterr().out
     assert "SUCCESS" in out and f"{live.url}/runs/" in out

@@ -1,6 +1,7 @@
 """The whole graph, materialized in-process against a temporary Dagster instance and MLflow
 store: what lands in storage, in the event log and in the registry."""
 
+import json
 from pathlib import Path
 
 import dagster as dg
@@ -9,9 +10,11 @@ import pandas as pd
 import pytest
 import yaml
 
+from mlops_assets.partitions import landed_files
 from mlops_assets.quality.schema import infer_schema
 from mlops_assets.resources.io import read_frame
 from mlops_assets.resources.mlflow import CHALLENGER
+from mlops_assets.runner import summarize
 from mlops_assets.sources import DEMO_SOURCE
 
 from .conftest import QUICK_TRAINING, Project, failure_messages
@@ -59,7 +62,7 @@ def test_demo_data_end_to_end(project: Project) -> None:
     assert raw["dagster/row_count"] == 569
     assert raw["demo_data"] is True
     assert raw["class_distribution"] == {"1": 357, "0": 212}
-    assert len(read_frame(project.stored("validated_dataset"))) == 569
+    assert len(project.load("validated_dataset")) == 569
 
     trained = _metadata(result, "trained_model")
     assert trained["f1_macro"] > 0.9
@@ -81,7 +84,7 @@ def test_demo_data_end_to_end(project: Project) -> None:
     assert run.data.tags["mlflow.runName"] == "mlops_pipeline"
     # The registered model loads through skops with our trusted list and predicts.
     model = registry.load_model(1)
-    demo = read_frame(project.stored("validated_dataset"))
+    demo = project.load("validated_dataset")
     assert set(model.predict(demo.drop(columns=["target", "_source_file", "_source_row"]))) == {
         0,
         1,
@@ -124,7 +127,7 @@ def test_few_bad_rows_are_quarantined_with_reasons(
     assert validated["rows_in"] == 569
     assert validated["dagster/row_count"] == 565
     assert validated["rows_quarantined"] == 4
-    quarantined = read_frame(project.stored("quarantined_rows"))
+    quarantined = project.load("quarantined_rows")
     reasons = {
         (int(row), column, rule)
         for row, column, rule in quarantined[
@@ -147,7 +150,7 @@ def test_dataset_failure_keeps_previous_data_and_champion(
     project: Project, demo_frame: pd.DataFrame
 ) -> None:
     assert project.materialize().success
-    before = project.stored("validated_dataset").read_bytes()
+    before = project.snapshot("validated_dataset")
 
     broken = demo_frame.drop(columns=["mean radius"]).assign(surprise=1.0)
     path = project.land("broken.csv", broken)
@@ -160,8 +163,8 @@ def test_dataset_failure_keeps_previous_data_and_champion(
     assert _checks(result)["validated_dataset:dataset_rules"] is False
     # Nothing downstream ran; nothing was lost.
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert materialized == {"raw_dataset", "drift_report"}
-    assert project.stored("validated_dataset").read_bytes() == before
+    assert materialized == {"raw_dataset"}
+    assert project.snapshot("validated_dataset") == before
     assert project.champion_version() == 1
     assert path.exists()
 
@@ -235,25 +238,70 @@ def test_multiclass_categorical_data_with_user_schema(project: Project) -> None:
     assert project.settings.registered_model_name == "fruit_classifier"
 
 
-def test_unreadable_file_is_moved_to_quarantine_and_others_go_on(
+def test_unreadable_file_fails_only_its_own_partition(
     project: Project, demo_frame: pd.DataFrame
 ) -> None:
     project.land("good.csv", demo_frame)
     (project.landing / "empty.csv").write_bytes(b"")
     result = project.materialize()
     assert result.success, failure_messages(result)
-    assert _checks(result)["raw_dataset:files_readable"] is False
-    moved = list((project.settings.quarantine_dir / "files").iterdir())
-    assert any(p.name.endswith("empty.csv") for p in moved)
-    assert any(p.name.endswith("empty.csv.reason.txt") for p in moved)
-    assert not (project.landing / "empty.csv").exists()
+    assert not result.files["empty.csv"].success
+    assert "empty.csv: unreadable: the file is empty (0 bytes)" in failure_messages(
+        result.files["empty.csv"]
+    )
+    assert result.files["good.csv"].success
+    # The file stays where it was: its partition shows the failure until it is replaced.
+    assert (project.landing / "empty.csv").exists()
+    status = project.instance.get_status_by_partition(
+        dg.AssetKey("raw_dataset"), ["empty.csv", "good.csv"], landed_files
+    )
+    assert status == {
+        "empty.csv": dg.AssetPartitionStatus.FAILED,
+        "good.csv": dg.AssetPartitionStatus.MATERIALIZED,
+    }
+    trained = _metadata(result, "trained_model")
+    assert trained["files"] == 1
     assert _metadata(result, "raw_dataset")["dagster/row_count"] == 569
+    assert project.champion_version() == 1
+
+
+def test_bad_file_among_good_ones_fails_alone_and_the_champion_learns_from_the_rest(
+    project: Project, demo_frame: pd.DataFrame
+) -> None:
+    halves = demo_frame.iloc[:300], demo_frame.iloc[300:]
+    project.land("a.csv", halves[0])
+    project.land("b_renamed.csv", halves[1].rename(columns={"mean radius": "radius"}))
+    project.land("c.csv", halves[1])
+    result = project.materialize(run_config=QUICK_TRAINING)
+    assert result.success, failure_messages(result)
+    summary = summarize(result)
+    assert [f.name for f in summary.failed_files] == ["b_renamed.csv"]
+    assert "column 'mean radius': column_in_dataframe" in str(summary.failed_files[0].error)
+    assert "b_renamed.csv: FAILED" in summary.render()
+    trained = _metadata(result, "trained_model")
+    assert trained["rows"] == len(demo_frame)
+    record = result.downstream.output_for_node("trained_model")
+    assert sorted(record["files"]) == ["a.csv", "c.csv"]
+    version = project.registry().client().get_model_version("breast_cancer_classifier", "1")
+    assert json.loads(version.tags["manifest.files"]).keys() == {"a.csv", "c.csv"}
+
+    # The file is fixed (new rows, not a copy of c.csv's): training takes it in.
+    fixed = halves[1].iloc[:100].copy()
+    fixed["mean radius"] += 0.01
+    project.land("b_renamed.csv", fixed)
+    again = project.materialize(run_config=QUICK_TRAINING)
+    assert again.success and not summarize(again).failed_files
+    assert sorted(again.downstream.output_for_node("trained_model")["files"]) == [
+        "a.csv",
+        "b_renamed.csv",
+        "c.csv",
+    ]
 
 
 def test_demo_source_name(project: Project) -> None:
     result = project.materialize(run_config=QUICK_TRAINING)
     assert result.success, failure_messages(result)
-    raw = read_frame(project.stored("raw_dataset"))
+    raw = project.load("raw_dataset")
     assert set(raw["_source_file"]) == {DEMO_SOURCE}
     assert _metadata(result, "trained_model")["family"] == "random_forest"
     assert _metadata(result, "trained_model")["params"] == {"n_estimators": 10}
@@ -350,5 +398,5 @@ def test_drift_is_flagged_on_shifted_data_not_on_a_resample(
     result = project.materialize(run_config=QUICK_TRAINING)
     assert result.success, failure_messages(result)
     assert _checks(result)["drift_report:no_drift"] is False
-    table = read_frame(project.settings.storage_dir / "drift_report.parquet")
+    table = read_frame(project.stored("drift_report", "resample.csv"))
     assert {"mean radius", "worst texture"} <= set(table.loc[table["drifted"], "feature"])

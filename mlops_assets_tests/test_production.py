@@ -37,6 +37,9 @@ from typing import Any
 import pytest
 import yaml
 
+from mlops_assets.partitions import LANDED_FILES
+from mlops_assets.sources import DEMO_SOURCE
+
 from .conftest import QUICK_TRAINING, skip_without
 from .live import free_port
 
@@ -76,6 +79,15 @@ mutation Launch($params: ExecutionParams!) {
     ... on PythonError { message }
     ... on InvalidSubsetError { message }
     ... on RunConfigValidationInvalid { errors { message } }
+  }
+}
+"""
+
+
+ADD_PARTITION = """
+mutation Add($selector: RepositorySelector!, $name: String!, $key: String!) {
+  addDynamicPartition(repositorySelector: $selector, partitionsDefName: $name, partitionKey: $key) {
+    __typename
   }
 }
 """
@@ -208,12 +220,23 @@ class Stack:
         }
         if selection:
             selector["assetSelection"] = [{"path": [key]} for key in selection]
+        # The landing folder is empty: the files' assets run on the demo data's partition,
+        # which the landing sensor adds on its first tick (added here too, in case it has not
+        # ticked yet).
+        self.graphql(
+            ADD_PARTITION,
+            {
+                "selector": {k: v for k, v in selector.items() if k != "jobName"}
+                | {"repositoryLocationName": LOCATION, "repositoryName": "__repository__"},
+                "name": LANDED_FILES,
+                "key": DEMO_SOURCE,
+            },
+        )
+        tags = {"dagster/partition": DEMO_SOURCE, **(tags or {})}
         params = {
             "selector": selector,
             "runConfigData": run_config,
-            "executionMetadata": {
-                "tags": [{"key": k, "value": v} for k, v in (tags or {}).items()]
-            },
+            "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
         }
         result = self.graphql(LAUNCH, {"params": params})["launchRun"]
         assert result["__typename"] == "LaunchRunSuccess", result

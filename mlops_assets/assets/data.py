@@ -9,21 +9,24 @@ from pydantic import Field
 
 from mlops_assets.assets.metadata import column_schema, markdown_table
 from mlops_assets.automation import TRANSIENT_RETRY
+from mlops_assets.partitions import landed_files
 from mlops_assets.resources.dataset import DatasetSource
 from mlops_assets.resources.mlflow import ModelRegistry
 
 # Metadata key of an observation on validated_dataset that accepts one file's class mix.
 ACCEPTED_LABEL_MIX = "accepted_label_mix"
+# Metadata key of a validated partition's class counts: what the other files are compared with
+# before there is a champion.
+CLASS_COUNTS = "class_counts"
 
 
 class QualityConfig(dg.Config):
-    """Dataset-level thresholds; row-level rules live in the schema."""
+    """One file's thresholds; row-level rules live in the schema, and the rules that only make
+    sense across files (enough rows, classes, duplicates) are trained_model's `training_set`."""
 
-    min_rows: int = 30
-    min_class_share: float = 0.02
-    max_quarantine_share: float = 0.10
-    max_duplicate_share: float = 0.05
-    max_conflict_share: float = 0.0
+    max_quarantine_share: float = Field(
+        default=0.10, description="A file with a larger share of bad rows is refused whole."
+    )
     label_mix_alpha: float = Field(
         default=0.001,
         description="A file whose class mix differs from the champion's training data (or, "
@@ -47,58 +50,58 @@ class QualityConfig(dg.Config):
 @dg.asset(
     group_name="data",
     kinds={"pandas"},
+    partitions_def=landed_files,
     retry_policy=TRANSIENT_RETRY,
-    description="Every CSV and Parquet file in the landing folder, one row per input row, "
-    "tagged with its source file and line; the bundled breast cancer data when the folder "
-    "is empty.",
+    description="One landed CSV or Parquet file per partition, one row per input row, tagged "
+    "with its source file and line; the bundled breast cancer data while the landing folder "
+    "is empty. The data version is the file's content hash.",
     check_specs=[
         dg.AssetCheckSpec(
             "files_readable",
             asset="raw_dataset",
-            description="Every landing file parses; unreadable ones are moved to quarantine.",
+            description="The landed file parses as the table its name promises.",
         )
     ],
 )
 def raw_dataset(context: dg.AssetExecutionContext, dataset: DatasetSource) -> Iterator[Any]:
-    raw = dataset.read(progress=context.log.info)
-    moved = []
-    for error in raw.unreadable:
-        target = dataset.quarantine_file(error.path, error.reason)
-        context.log.warning(f"quarantined unreadable file {error}; moved to {target}")
-        moved.append({"file": error.path.name, "reason": error.reason, "moved_to": str(target)})
-    yield dg.AssetCheckResult(
-        check_name="files_readable",
-        passed=not moved,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={"unreadable_files": len(moved), "files": markdown_table(pd.DataFrame(moved))},
-    )
-    if raw.frame.empty:
-        raise dg.Failure(
-            description="no readable rows in the landing folder: "
-            + "; ".join(f"{m['file']}: {m['reason']}" for m in moved),
-            allow_retries=False,
+    from mlops_assets.sources import UnreadableFileError
+
+    try:
+        raw = dataset.read_partition(context.partition_key, progress=context.log.info)
+    except UnreadableFileError as error:
+        yield dg.AssetCheckResult(
+            check_name="files_readable",
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"file": error.path.name, "reason": error.reason},
         )
+        # Only this file's partition fails; the file stays where it is until it is replaced
+        # (new bytes re-materialize the partition) or removed (the partition is retired).
+        raise dg.Failure(
+            description=f"{error.path.name}: unreadable: {error.reason}",
+            metadata={"file": error.path.name, "reason": error.reason},
+            allow_retries=False,
+        ) from error
+    yield dg.AssetCheckResult(
+        check_name="files_readable", passed=True, metadata={"file": context.partition_key}
+    )
     frame = raw.frame
     target = dataset.dataset_schema().target
     classes = frame[target].value_counts(dropna=False).to_dict() if target in frame.columns else {}
-    sources = pd.DataFrame(
-        [
-            {"file": s.name, "rows": s.rows, "bytes": s.size, "sha256": s.sha256[:16]}
-            for s in raw.sources
-        ]
-    )
+    [source] = raw.sources
     yield dg.Output(
         frame,
         data_version=dg.DataVersion(raw.fingerprint),
         metadata={
             "dagster/row_count": len(frame),
             "columns": len(frame.columns) - 2,
-            "fingerprint": raw.fingerprint,
+            "file": source.name,
+            "bytes": source.size,
+            "sha256": source.sha256,
             "demo_data": raw.is_demo,
             "class_distribution": dg.MetadataValue.json(
                 {str(k): int(v) for k, v in classes.items()}
             ),
-            "sources": markdown_table(sources, max_rows=50),
             "preview": markdown_table(frame, max_rows=5),
         },
     )
@@ -109,8 +112,9 @@ def raw_dataset(context: dg.AssetExecutionContext, dataset: DatasetSource) -> It
         "validated_dataset": dg.AssetOut(
             group_name="data",
             kinds={"pandas", "pandera"},
-            description="Rows that pass the Pandera schema and the dataset-level rules. A dataset "
-            "that fails is not stored: downstream keeps reading the last good one.",
+            description="One landed file's rows that pass the Pandera schema and the file's rules "
+            "(columns, dtypes, share of bad rows, label mix). A file that fails fails its own "
+            "partition and stores nothing: training keeps its last passing version, if any.",
         ),
         "quarantined_rows": dg.AssetOut(
             group_name="data",
@@ -124,7 +128,7 @@ def raw_dataset(context: dg.AssetExecutionContext, dataset: DatasetSource) -> It
             "dataset_rules",
             asset="validated_dataset",
             blocking=True,
-            description="Columns, dtypes, row floor, classes and quarantine share all pass.",
+            description="Columns, dtypes, quarantine share and label mix of the file all pass.",
         ),
         dg.AssetCheckSpec(
             "rows_reconcile",
@@ -134,6 +138,7 @@ def raw_dataset(context: dg.AssetExecutionContext, dataset: DatasetSource) -> It
         ),
     ],
     name="validation",
+    partitions_def=landed_files,
     retry_policy=TRANSIENT_RETRY,
 )
 def validation(
@@ -146,14 +151,8 @@ def validation(
     from mlops_assets.quality.validate import QualityThresholds, validate
 
     schema = dataset.dataset_schema()
-    thresholds = QualityThresholds(
-        min_rows=config.min_rows,
-        min_class_share=config.min_class_share,
-        max_quarantine_share=config.max_quarantine_share,
-        max_duplicate_share=config.max_duplicate_share,
-        max_conflict_share=config.max_conflict_share,
-    )
-    report = validate(raw_dataset, schema, thresholds)
+    thresholds = QualityThresholds(max_quarantine_share=config.max_quarantine_share)
+    report = validate(raw_dataset, schema, thresholds, dataset_rules=False)
     if report.passed:
         report.refuse(_label_shifts(context, config, registry, raw_dataset, report.valid, schema))
     sample = report.quarantined.head(20)
@@ -184,6 +183,7 @@ def validation(
             "schema_fingerprint": schema.fingerprint,
             "rows_in": report.rows_in,
             "rows_quarantined": report.rows_quarantined,
+            CLASS_COUNTS: dg.MetadataValue.json(_class_counts(report.valid, schema.target)),
         },
     )
     yield dg.Output(
@@ -213,6 +213,12 @@ def validation(
     )
 
 
+def _class_counts(valid: pd.DataFrame, target: str) -> dict[str, int]:
+    if target not in valid.columns:
+        return {}
+    return {str(k): int(v) for k, v in valid[target].value_counts().sort_index().items()}
+
+
 def accepted_label_mixes(instance: dg.DagsterInstance) -> set[str]:
     """What `mlops-assets accept-labels` recorded: observations on validated_dataset."""
     records = instance.fetch_observations(dg.AssetKey("validated_dataset"), limit=10_000).records
@@ -223,6 +229,30 @@ def accepted_label_mixes(instance: dg.DagsterInstance) -> set[str]:
         if entry is not None:
             accepted.add(str(entry.value))
     return accepted
+
+
+def other_files_class_counts(
+    instance: dg.DagsterInstance, partitions: list[str], exclude: str
+) -> dict[str, pd.Series]:
+    """The class counts of the other landed files' latest passing validations, from their
+    materialization metadata (newest first, one per partition)."""
+    wanted = set(partitions) - {exclude}
+    if not wanted:
+        return {}
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("validated_dataset")),
+        limit=4 * len(wanted) + 100,
+    ).records
+    found: dict[str, pd.Series] = {}
+    for record in records:
+        event = record.asset_materialization
+        key = event.partition if event else None
+        if event is None or key not in wanted or key in found:
+            continue
+        counts = event.metadata.get(CLASS_COUNTS)
+        if counts is not None and isinstance(counts.value, dict):
+            found[key] = pd.Series(counts.value, dtype="int64").sort_index()
+    return found
 
 
 def _label_shifts(
@@ -255,13 +285,18 @@ def _label_shifts(
         min_rows=config.label_mix_min_rows,
         accepted=frozenset(accepted),
     )
-    per_file = class_counts_by_file(valid, SOURCE_FILE, schema.target)
+    this = class_counts_by_file(valid, SOURCE_FILE, schema.target)
     champion = champion_training_sample(registry)
     reference, name = None, ""
+    per_file = dict(this)
     if champion is not None and schema.target in champion[1].columns:
         reference = class_counts(champion[1][schema.target])
         name = f"champion v{champion[0]}'s training sample"
-    shifts = label_shifts(per_file, hashes, reference, name, policy)
+    else:
+        partitions = context.instance.get_dynamic_partitions(landed_files.name)
+        others = other_files_class_counts(context.instance, partitions, context.partition_key)
+        per_file.update({f: c for f, c in others.items() if f not in this})
+    shifts = [s for s in label_shifts(per_file, hashes, reference, name, policy) if s.file in this]
     for shift in shifts:
         context.log.warning(f"{shift.file}: label shift: {shift.message()}")
     return [DatasetFailure(s.file, schema.target, RULE, s.message()) for s in shifts]

@@ -16,8 +16,10 @@ from mlops_assets.resources.dataset import DatasetSource
 from mlops_assets.resources.gate import GatePolicy
 from mlops_assets.resources.io import StoredFrame
 from mlops_assets.resources.mlflow import ModelRegistry, dagster_mlflow_run
+from mlops_assets.sources import SOURCE_FILE
 
 TRAINING_SAMPLE = "training_sample.parquet"
+FILES_ARTIFACT = "data/files.json"
 DRIFT_SAMPLE_ROWS = 100_000
 # Exact versions of what the model needs at inference; inferring them costs ~9 s per log.
 MODEL_REQUIREMENTS = ("scikit-learn", "skops", "pandas", "numpy", "scipy")
@@ -41,7 +43,24 @@ class HistGradientBoostingGrid(dg.Config):
     )
 
 
+class TrainingSetRules(dg.Config):
+    """Rules on the files joined for training: each file alone passed its own validation."""
+
+    min_rows: int = Field(default=30, description="Fewest valid rows to train on.")
+    min_class_share: float = Field(default=0.02, description="Rarest class allowed, as a share.")
+    max_duplicate_share: float = Field(
+        default=0.05,
+        description="Most rows allowed to repeat another exactly (a file landed "
+        "twice under two names).",
+    )
+    max_conflict_share: float = Field(
+        default=0.0,
+        description="Most rows allowed to share features with another row but not its label.",
+    )
+
+
 class TrainingConfig(dg.Config):
+    training_set: TrainingSetRules = Field(default_factory=TrainingSetRules)
     families: list[str] = Field(
         default=["random_forest", "hist_gradient_boosting"],
         description="Model families to compare, each with its grid below; the best by "
@@ -104,6 +123,16 @@ class GateConfig(dg.Config):
     )
 
 
+TRAINED = dg.AssetKey("trained_model")
+
+
+def trained_on(trained_model: dict[str, Any], validated: StoredFrame) -> pd.DataFrame:
+    """The rows trained_model learned from: its files' stored partitions, its columns."""
+    files = trained_model.get("files")
+    handle = validated.only(files) if files else validated
+    return handle.load([*trained_model["features"], trained_model["target"]])
+
+
 def _requirements() -> list[str]:
     return [f"{name}=={package_version(name)}" for name in MODEL_REQUIREMENTS]
 
@@ -133,11 +162,21 @@ def trained_model(
     from mlops_assets.training.sweep import run_sweep, split_holdout
 
     schema = dataset.dataset_schema()
+    if not validated_dataset.partitions:
+        raise dg.Failure(
+            "no landed file has passed validation yet: see validated_dataset's partitions for "
+            "each file's reasons",
+            allow_retries=False,
+        )
     stored = validated_dataset.columns
     features = [c for c in schema.features if c in stored]
+    files: dict[str, str] = validated_dataset.attrs().get("source_sha256", {})
+    context.log.info(f"training on {len(files)} landed file(s) that passed validation")
     # Only the columns the model uses; the frame itself is let go of once split, so the refit
     # never holds it beside its own copy of the rows.
-    frame = validated_dataset.load([*features, schema.target])
+    frame = validated_dataset.load([*features, schema.target, SOURCE_FILE])
+    _check_training_set(frame, schema, config.training_set)
+    del frame[SOURCE_FILE]
     rows = len(frame)
     if rows >= 1_000_000:
         context.log.info(f"fingerprinting {rows:,} rows")
@@ -198,9 +237,12 @@ def trained_model(
                 "dataset.fingerprint": data_fingerprint,
                 "dataset.schema": schema.name,
                 "holdout.fingerprint": result.split.holdout_fingerprint,
+                "dataset.files": str(len(files)),
                 "python": platform.python_version(),
             }
         )
+        # Which files (partitions) and which bytes of each the model learned from.
+        mlflow.log_dict(files, FILES_ARTIFACT)
         _log_training_sample(Path(registry.reports_dir) / "runs" / run.info.run_id, sample)
         example = result.split.example
         # Integer features are declared as doubles: the pipeline imputes missing values, and an
@@ -245,6 +287,7 @@ def trained_model(
         "seed": config.seed,
         "holdout_fingerprint": result.split.holdout_fingerprint,
         "dataset_fingerprint": data_fingerprint,
+        "files": files,
     }
     return dg.Output(
         record,
@@ -261,8 +304,32 @@ def trained_model(
             "mlflow_run": dg.MetadataValue.url(registry.run_url(experiment_id, run_id)),
             "model_uri": info.model_uri,
             "dataset_fingerprint": data_fingerprint,
+            "files": len(files),
+            "file_versions": markdown_table(
+                pd.DataFrame({"file": list(files), "sha256": [v[:16] for v in files.values()]}),
+                max_rows=100,
+            ),
         },
     )
+
+
+def _check_training_set(frame: pd.DataFrame, schema: Any, rules: TrainingSetRules) -> None:
+    from mlops_assets.quality.validate import QualityThresholds, training_set_failures
+
+    failures = training_set_failures(
+        frame,
+        schema,
+        QualityThresholds(
+            min_rows=rules.min_rows,
+            min_class_share=rules.min_class_share,
+            max_duplicate_share=rules.max_duplicate_share,
+            max_conflict_share=rules.max_conflict_share,
+        ),
+    )
+    if failures:
+        lines = [f"{len(failures)} training-set failure(s) across the landed files:"]
+        lines += [f"  - {f}" for f in failures]
+        raise dg.Failure(description="\n".join(lines), allow_retries=False)
 
 
 def _training_sample(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
@@ -308,17 +375,19 @@ def registered_model(
     dataset: DatasetSource,
     mlflow_tracking: dg.ResourceParam[Any],
     trained_model: dict[str, Any],
-    validated_dataset: pd.DataFrame,
+    validated_dataset: StoredFrame,
 ) -> Iterator[Any]:
     import mlflow
 
     from mlops_assets.automation import code_versions
     from mlops_assets.manifest import reproducibility_manifest
     from mlops_assets.promotion import gate_and_register
+    from mlops_assets.sources import fingerprint
     from mlops_assets.training.sweep import holdout_for
 
     metric = trained_model["metric"]
-    split = holdout_for(trained_model, validated_dataset)
+    frame = trained_on(trained_model, validated_dataset)
+    split = holdout_for(trained_model, frame)
     if split.holdout_fingerprint != trained_model["holdout_fingerprint"]:
         raise dg.Failure(
             "the holdout rebuilt from validated_dataset differs from the one trained_model "
@@ -331,14 +400,15 @@ def registered_model(
         **reproducibility_manifest(
             Path(dataset.project_dir),
             dataset_fingerprint=trained_model["dataset_fingerprint"],
-            rows=len(validated_dataset),
+            rows=len(frame),
             schema_hash=dataset.dataset_schema().fingerprint,
             seed=trained_model["seed"],
             dagster_run_id=run_id,
             data_versions={
-                key: latest_data_version(context.instance, dg.AssetKey(key))
-                for key in ("raw_dataset", "validated_dataset", "trained_model")
+                "trained_model": latest_data_version(context.instance, TRAINED),
+                "landed_files": fingerprint(list(trained_model.get("files", {}).items())),
             },
+            files=trained_model.get("files", {}),
             code_versions=code_versions(),
         ),
         "dagster.run_id": run_id,

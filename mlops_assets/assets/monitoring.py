@@ -1,4 +1,4 @@
-"""drift_report: the latest landed data against what the champion was trained on."""
+"""drift_report: each landed file's validated rows against what the champion was trained on."""
 
 import tempfile
 from collections.abc import Iterator
@@ -11,6 +11,7 @@ from pydantic import Field
 
 from mlops_assets.assets.metadata import markdown_table
 from mlops_assets.automation import TRANSIENT_RETRY
+from mlops_assets.partitions import landed_files
 from mlops_assets.resources.dataset import DatasetSource
 from mlops_assets.resources.mlflow import CHAMPION, ModelRegistry
 
@@ -47,10 +48,11 @@ def champion_training_sample(registry: ModelRegistry) -> tuple[int, pd.DataFrame
 @dg.asset(
     group_name="monitoring",
     kinds={"pandas"},
+    partitions_def=landed_files,
     retry_policy=TRANSIENT_RETRY,
-    description="Per-feature drift (PSI with KS or chi-square) of the latest landed data "
-    "against the champion's training data. trained_model depends on it, so a change in the "
-    "drift verdict requests retraining through automation.",
+    description="Per-feature drift (PSI with KS or chi-square) of each landed file's "
+    "validated rows against the champion's training data. trained_model depends on it, so a "
+    "change in a file's drift verdict requests retraining through automation.",
     check_specs=[
         dg.AssetCheckSpec(
             "no_drift",
@@ -65,7 +67,7 @@ def drift_report(
     config: DriftConfig,
     dataset: DatasetSource,
     registry: ModelRegistry,
-    raw_dataset: pd.DataFrame,
+    validated_dataset: pd.DataFrame,
 ) -> Iterator[Any]:
     from mlops_assets.drift import DriftThresholds, detect_drift
 
@@ -82,10 +84,12 @@ def drift_report(
         return
     version, training = reference
     schema = dataset.dataset_schema()
-    features = [c for c in schema.features if c in training.columns and c in raw_dataset.columns]
+    features = [
+        c for c in schema.features if c in training.columns and c in validated_dataset.columns
+    ]
     table, summary = detect_drift(
         training,
-        raw_dataset,
+        validated_dataset,
         features,
         thresholds=DriftThresholds(
             psi_threshold=config.psi_threshold, p_value_threshold=config.p_value_threshold

@@ -11,6 +11,7 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets.automation import TRANSIENT_RETRY
+from mlops_assets.resources.io import StoredFrame
 from mlops_assets.resources.mlflow import ModelRegistry, dagster_mlflow_run
 
 
@@ -58,15 +59,17 @@ def model_report(
     mlflow_tracking: dg.ResourceParam[Any],
     registered_model: dict[str, Any],
     trained_model: dict[str, Any],
-    validated_dataset: pd.DataFrame,
+    validated_dataset: StoredFrame,
 ) -> dg.Output[dict[str, Any]]:
     import mlflow
 
+    from mlops_assets.assets.model import trained_on
     from mlops_assets.reporting import model_report_html, per_class_report, summarize_data
     from mlops_assets.training.sweep import holdout_for
 
     number = int(registered_model["version"])
-    split = holdout_for(trained_model, validated_dataset)
+    frame = trained_on(trained_model, validated_dataset)
+    split = holdout_for(trained_model, frame)
     model = registry.load_model(number)
     folder = Path(registry.reports_dir) / registry.model_name / f"v{number}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -81,7 +84,7 @@ def model_report(
         decision=registered_model["champion"],
         reason=registered_model["reason"],
         data_summary=summarize_data(
-            validated_dataset,
+            frame,
             trained_model["target"],
             trained_model["features"],
             fingerprint=trained_model["dataset_fingerprint"],

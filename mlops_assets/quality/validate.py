@@ -454,15 +454,27 @@ def validate(
     frame: pd.DataFrame,
     dataset: DatasetSchema,
     thresholds: QualityThresholds | None = None,
+    dataset_rules: bool = True,
 ) -> ValidationReport:
+    """`dataset_rules=False` checks each file on its own only (a landed file's partition); the
+    rules across files are then `training_set_failures`' job, where the files are joined."""
     # Copy-on-write: column selections and row drops below share memory until written to,
     # which halves the peak on large frames.
     with pd.option_context("mode.copy_on_write", True):
-        return _validate(frame, dataset, thresholds or QualityThresholds())
+        return _validate(frame, dataset, thresholds or QualityThresholds(), dataset_rules)
+
+
+def training_set_failures(
+    frame: pd.DataFrame, dataset: DatasetSchema, thresholds: QualityThresholds
+) -> list[DatasetFailure]:
+    """The rules that only make sense across the files a model is trained on: enough rows, at
+    least two classes and none too rare, no row landed twice, no conflicting labels."""
+    with pd.option_context("mode.copy_on_write", True):
+        return _dataset_rules(frame, dataset, thresholds)
 
 
 def _validate(
-    frame: pd.DataFrame, dataset: DatasetSchema, thresholds: QualityThresholds
+    frame: pd.DataFrame, dataset: DatasetSchema, thresholds: QualityThresholds, dataset_rules: bool
 ) -> ValidationReport:
     source_columns: dict[str, list[str]] = frame.attrs.get("source_columns", {})
     valid_parts, quarantine_parts, failures = [], [], []
@@ -502,7 +514,7 @@ def _validate(
         if quarantine_parts
         else _empty_quarantine(data_columns)
     )
-    if not failures:
+    if not failures and dataset_rules:
         failures += _dataset_rules(valid, dataset, thresholds)
     if failures:
         valid = valid.iloc[0:0]

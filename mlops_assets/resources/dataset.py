@@ -1,8 +1,6 @@
 """Where the data comes from and which schema guards it."""
 
 import functools
-import shutil
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,27 +17,19 @@ class DatasetSource(dg.ConfigurableResource):
     scoring_dir: str = "data/scoring"
     project_dir: str = "."
 
-    def read(self, progress: Any = None) -> Any:
-        from mlops_assets.sources import read_raw
+    def read_partition(self, key: str, progress: Any = None) -> Any:
+        """The landed file a partition stands for (the demo data for its own key)."""
+        from mlops_assets.sources import DEMO_SOURCE, read_demo, read_source
 
-        return read_raw(Path(self.landing_dir), *([progress] if progress else []))
+        if key == DEMO_SOURCE:
+            return read_demo()
+        return read_source(Path(self.landing_dir) / key, *([progress] if progress else []))
 
     def dataset_schema(self) -> Any:
         # Every asset of a run asks for it; build it once per schema file version.
         path = Path(self.schema_path) if self.schema_path else None
         version = path.stat().st_mtime_ns if path is not None and path.exists() else None
         return _dataset_schema(path, self.target, version)
-
-    def quarantine_file(self, path: Path, reason: str) -> Path:
-        """Move an unreadable file out of the landing folder, with its reason beside it.
-        The user's file is moved, never deleted."""
-        folder = Path(self.quarantine_dir) / "files"
-        folder.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        target = folder / f"{stamp}-{path.name}"
-        shutil.move(str(path), target)
-        target.with_name(target.name + ".reason.txt").write_text(f"{path}\n{reason}\n")
-        return target
 
 
 @functools.lru_cache(maxsize=8)
