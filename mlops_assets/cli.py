@@ -70,6 +70,35 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _revalidate(args: argparse.Namespace, settings: Settings) -> int:
+    from mlops_assets.runner import DOWNSTREAM_ASSETS, REVALIDATED_ASSETS, run_pipeline
+
+    if args.url:
+        from mlops_assets.trigger import TriggerError, backfill
+
+        print(f"mlops-assets: backfilling every landed file's validation on {args.url} ...")
+        try:
+            result = backfill(
+                args.url,
+                [*REVALIDATED_ASSETS, *DOWNSTREAM_ASSETS],
+                "mlops-assets revalidate",
+                timeout=args.timeout,
+            )
+        except TriggerError as exc:
+            print(f"mlops-assets: {exc}", file=sys.stderr)
+            return 2
+        line = (
+            f"backfill {result.run_id} {result.status} after {result.seconds:.0f} s: {result.url}"
+        )
+        print(line, file=sys.stdout if result.success else sys.stderr)
+        return 0 if result.success else 1
+    print(f"mlops-assets: validating every landed file again (MLOPS_HOME={settings.home}) ...")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    summary = run_pipeline(settings, log_level=args.log_level, revalidate=True)
+    print(summary.render(), file=sys.stdout if summary.success else sys.stderr)
+    return 0 if summary.success else 1
+
+
 def _trigger(args: argparse.Namespace, settings: Settings) -> int:
     from mlops_assets.definitions import PIPELINE_JOB
     from mlops_assets.partitions import PARTITIONED_ASSETS
@@ -271,6 +300,16 @@ def build_parser() -> argparse.ArgumentParser:
     trig.add_argument("--url", help="Dagster webserver URL (default: MLOPS_DAGSTER_UI_URL)")
     trig.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait")
     trig.set_defaults(handler=_trigger)
+
+    revalidate = commands.add_parser(
+        "revalidate",
+        help="validate every landed file again (after a schema change), then retrain; with "
+        "--url, as a Dagster backfill on a running deployment",
+    )
+    revalidate.add_argument("--url", help="Dagster webserver URL: launch a backfill there")
+    revalidate.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait")
+    revalidate.add_argument("--log-level", help="also print Dagster's event log at this level")
+    revalidate.set_defaults(handler=_revalidate)
 
     rollback = commands.add_parser(
         "rollback", help="move `champion` back (default: to the previous champion)"

@@ -49,7 +49,6 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "io_manager": LocalParquetIOManager(base_dir=str(settings.storage_dir)),
         "dataset": DatasetSource(
             landing_dir=str(settings.landing_dir),
-            quarantine_dir=str(settings.quarantine_dir),
             target=settings.target,
             schema_path=str(settings.schema_path) if settings.schema_path else None,
             project_dir=str(settings.project_dir),

@@ -284,27 +284,38 @@ def sync_partitions(instance: dg.DagsterInstance, settings: Settings) -> list[st
     return desired_partitions(names)
 
 
-def materialize_all(execute: Execute, keys: list[str]) -> AnyResult:
+# After a schema change: every file validated again from what raw_dataset stored.
+REVALIDATED_ASSETS = ("validated_dataset", "quarantined_rows", "drift_report")
+
+
+def materialize_all(execute: Execute, keys: list[str], revalidate: bool = False) -> AnyResult:
     """Every partition, then the rest of the graph. One file is one run of the whole graph (as
-    the sensor runs it); with several, a file that fails costs only its own run."""
+    the sensor runs it); with several, a file that fails costs only its own run. `revalidate`
+    runs validation (not the reading) of every file, then the rest."""
     from mlops_assets.partitions import PARTITIONED_ASSETS
 
-    if len(keys) == 1:
+    if len(keys) == 1 and not revalidate:
         return execute(keys[0], None)
-    partitioned = [dg.AssetKey(name) for name in PARTITIONED_ASSETS]
+    names = REVALIDATED_ASSETS if revalidate else PARTITIONED_ASSETS
+    partitioned = [dg.AssetKey(name) for name in names]
     files = {key: execute(key, partitioned) for key in keys}
     if not any(r.success for r in files.values()):
         return PipelineRuns(files, None)
     return PipelineRuns(files, execute(None, [dg.AssetKey(n) for n in DOWNSTREAM_ASSETS]))
 
 
+RAW = dg.AssetKey("raw_dataset")
 DOWNSTREAM_ASSETS = ("trained_model", "registered_model", "model_report", "batch_predictions")
 
 
 def run_pipeline(
-    settings: Settings, run_config: dict[str, Any] | None = None, log_level: str | None = None
+    settings: Settings,
+    run_config: dict[str, Any] | None = None,
+    log_level: str | None = None,
+    revalidate: bool = False,
 ) -> RunSummary:
     from mlops_assets.definitions import build_definitions
+    from mlops_assets.partitions import landed_files
 
     prepare_home(settings)
     # Progress lines instead of Dagster's event log (unless asked for): the summary reports what
@@ -320,6 +331,10 @@ def run_pipeline(
     with dg.DagsterInstance.get() as instance:
         had_data = instance.get_latest_materialization_event(dg.AssetKey("trained_model"))
         keys = sync_partitions(instance, settings)
+        if revalidate:
+            # Only files whose reading passed have rows to validate again.
+            read = instance.get_status_by_partition(RAW, keys, landed_files) or {}
+            keys = [k for k in keys if read.get(k) == dg.AssetPartitionStatus.MATERIALIZED]
 
         def execute(partition: str | None, selection: list[dg.AssetKey] | None) -> Result:
             # Not execute_in_process: it keeps every step's output in memory until the run
@@ -335,7 +350,7 @@ def run_pipeline(
             ) as result:
                 return result
 
-        result = materialize_all(execute, keys)
+        result = materialize_all(execute, keys, revalidate)
         with build_definitions(settings).get_asset_value_loader(instance) as loader:
             summary = summarize(result, loader.load_asset_value)
     summary.had_data = had_data is not None

@@ -49,10 +49,6 @@ class Settings:
         return self.home / "reports"
 
     @property
-    def quarantine_dir(self) -> Path:
-        return self.home / "quarantine"
-
-    @property
     def registered_model_name(self) -> str:
         if self.model_name:
             return self.model_name

@@ -344,7 +344,3 @@ def read_demo() -> RawData:
     return RawData(
         tagged, [source], fingerprint([(f"{DEMO_SOURCE}@{sklearn.__version__}", source.sha256)])
     )
-
-
-def read_raw(landing_dir: Path, progress: Callable[[str], None] = _quiet) -> RawData:
-    return read_landing(landing_dir, progress) or read_demo()

@@ -54,7 +54,9 @@ class Project:
     def definitions(self) -> dg.Definitions:
         return build_definitions(self.settings)
 
-    def materialize(self, run_config: dict[str, Any] | None = None) -> Any:
+    def materialize(
+        self, run_config: dict[str, Any] | None = None, revalidate: bool = False
+    ) -> Any:
         """What `mlops-assets run` does, in-process: every landed file's partition, then the
         rest. One file gives its run's result; several give a PipelineRuns."""
         from mlops_assets.runner import materialize_all, sync_partitions
@@ -71,7 +73,7 @@ class Project:
                 raise_on_error=False,
             )
 
-        return materialize_all(execute, keys)
+        return materialize_all(execute, keys, revalidate)
 
     def registry(self) -> ModelRegistry:
         return ModelRegistry(

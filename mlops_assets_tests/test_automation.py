@@ -380,3 +380,25 @@ def test_failed_steps_map_to_assets() -> None:
 def test_pipeline_job_exists_for_the_sensor(project: Project) -> None:
     sensor = project.definitions().get_sensor_def("landing_sensor")
     assert sensor.job_name == PIPELINE_JOB
+
+
+def test_a_thousand_files_are_partitions_on_the_sqlite_default(project: Project) -> None:
+    """Dagster's SQLite storage binds one variable per partition key (dagster-io/dagster
+    #16260): the sensor adds and retires them in chunks, and a thousand files just work."""
+    for i in range(1001):
+        (project.landing / f"f{i:04}.csv").write_text(f"mean radius,target\n{i},0\n")
+    tick = _tick(project)
+    adds = [
+        r for r in tick.dynamic_partitions_requests if isinstance(r, dg.AddDynamicPartitionsRequest)
+    ]
+    assert [len(r.partition_keys) for r in adds] == [500, 500, 1]
+    assert len(_partitions(project)) == 1001
+    assert len(tick.run_requests) == 1001
+    assert project.instance.has_dynamic_partition(LANDED_FILES, "f1000.csv")
+
+    for path in sorted(project.landing.iterdir())[:501]:
+        path.unlink()
+    retired = _tick(project, tick.cursor)
+    assert len(_partitions(project)) == 500
+    [retrain] = retired.run_requests
+    assert retrain.partition_key is None

@@ -290,7 +290,6 @@ def _clear(folder: Path) -> None:
 def test_bad_input(champion_project: Project, case: Case) -> None:
     project = champion_project
     _clear(project.landing)
-    _clear(project.settings.quarantine_dir)
     (project.landing / case.filename).write_bytes(case.payload)
     validated_before = project.snapshot("validated_dataset")
     champion_before = project.champion_version()
@@ -338,7 +337,6 @@ def test_text_in_a_cell_of_one_file_among_several(champion_project: Project) -> 
     validated per file, the bad cell quarantined, the good file's values kept exactly."""
     project = champion_project
     _clear(project.landing)
-    _clear(project.settings.quarantine_dir)
     (project.landing / "a_good.csv").write_bytes(csv(DEMO.iloc[:300]))
     typo = DEMO.iloc[300:].reset_index(drop=True)
     _set(typo, 4, "mean compactness", "0.1O")

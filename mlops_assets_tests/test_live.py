@@ -57,3 +57,18 @@ def test_trigger_launches_through_graphql_and_waits(
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "SUCCESS" in out and f"{live.url}/runs/" in out
+
+
+def test_revalidate_is_a_backfill_of_every_landed_file(
+    live: Live, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = {r["runId"] for r in live.runs()}
+    assert main(["revalidate", "--url", live.url, "--timeout", "300"]) == 0
+    out = capsys.readouterr().out
+    assert "backfill" in out and "SUCCESS" in out and "/overview/backfills/" in out
+    runs = [r for r in live.runs() if r["runId"] not in before]
+    tagged = [{t["key"]: t["value"] for t in r["tags"]} for r in runs]
+    # The file's validation ran in a run of the backfill, for its partition, then training.
+    assert any(t.get("dagster/partition") == "batch1.csv" for t in tagged), tagged
+    assert all("dagster/backfill" in t for t in tagged), tagged
+    assert {r["status"] for r in runs} == {"SUCCESS"}

@@ -400,3 +400,34 @@ def test_drift_is_flagged_on_shifted_data_not_on_a_resample(
     assert _checks(result)["drift_report:no_drift"] is False
     table = read_frame(project.stored("drift_report", "resample.csv"))
     assert {"mean radius", "worst texture"} <= set(table.loc[table["drifted"], "feature"])
+
+
+def test_revalidation_after_a_schema_change_validates_every_file_again(
+    project: Project, demo_frame: pd.DataFrame
+) -> None:
+    schema_path = project.settings.project_dir / "cancer.yaml"
+    schema_path.write_text(infer_schema(demo_frame, "target", "cancer").to_yaml())
+    project.settings = project.settings.with_overrides(schema_path=schema_path)
+    project.land("a.csv", demo_frame.iloc[:300])
+    project.land("b.csv", demo_frame.iloc[300:])
+    first = project.materialize(run_config=QUICK_TRAINING)
+    assert first.success, failure_messages(first)
+    assert project.load("quarantined_rows").empty
+
+    # The schema tightens a range: rows that passed before are now out of it.
+    spec = yaml.safe_load(schema_path.read_text())
+    spec["columns"]["mean radius"]["in_range"]["max_value"] = 22.0
+    schema_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    too_large = demo_frame["mean radius"] > 22.0
+    assert 0 < too_large.sum() < 0.1 * len(demo_frame)
+
+    again = project.materialize(run_config=QUICK_TRAINING, revalidate=True)
+    assert again.success, failure_messages(again)
+    materialized = [e.asset_key.to_user_string() for e in again.get_asset_materialization_events()]
+    assert "raw_dataset" not in materialized  # the files are not read again
+    assert materialized.count("validated_dataset") == 2  # each file validated again
+    quarantined = project.load("quarantined_rows")
+    assert set(quarantined["quarantine_column"]) == {"mean radius"}
+    assert len(quarantined) == too_large.sum()
+    assert len(project.load("validated_dataset")) == len(demo_frame) - too_large.sum()
+    assert _metadata(again, "trained_model")["rows"] == len(demo_frame) - too_large.sum()

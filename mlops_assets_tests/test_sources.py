@@ -14,7 +14,6 @@ from mlops_assets.sources import (
     parse_table,
     read_demo,
     read_landing,
-    read_raw,
 )
 
 
@@ -29,7 +28,8 @@ def test_demo_data_ships_with_scikit_learn() -> None:
 
 def test_empty_landing_falls_back_to_demo(tmp_path: Path) -> None:
     assert read_landing(tmp_path) is None
-    assert read_raw(tmp_path / "missing").is_demo
+    assert read_landing(tmp_path / "missing") is None
+    assert read_demo().is_demo
 
 
 def test_rows_are_tagged_with_file_and_line(tmp_path: Path) -> None:

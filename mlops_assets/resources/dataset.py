@@ -8,10 +8,9 @@ import dagster as dg
 
 
 class DatasetSource(dg.ConfigurableResource):
-    """The landing folder, the quarantine folder, the schema and the label column."""
+    """The landing folder, the schema and the label column."""
 
     landing_dir: str
-    quarantine_dir: str
     target: str = "target"
     schema_path: str | None = None
     scoring_dir: str = "data/scoring"
