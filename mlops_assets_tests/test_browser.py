@@ -21,15 +21,19 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
+from mlops_assets.sources import DEMO_SOURCE
+
 from .conftest import skip_without
 from .live import ROOT, Live, running_dev, wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 VIEWPORT = {"width": 1280, "height": 800}
-# The graph at a size where Dagster draws whole cards (checks, kinds, status) at the fitted
-# zoom: 1920x1200 CSS pixels at a device scale of 2/3, a 1280x800 picture.
-DETAIL = {"viewport": {"width": 1920, "height": 1200}, "device_scale_factor": 2 / 3}
+# The graph at a size where Dagster draws whole cards (checks, partitions, kinds, status) at
+# the fitted zoom (0.6 or more; below it a card is its name only): 2160x1350 CSS pixels at a
+# device scale of 1280/2160, a 1280x800 picture. The six columns of the graph fit at 0.68
+# there (at 1920x1200, 0.59: bare names).
+DETAIL = {"viewport": {"width": 2160, "height": 1350}, "device_scale_factor": 1280 / 2160}
 MODEL = "breast_cancer_classifier"
 # What must be there whatever else the definitions grow: the four-asset spine and its checks.
 CORE = {
@@ -48,18 +52,31 @@ expect.set_options(timeout=30_000)
 @dataclass
 class Platform(Live):
     def assets(self) -> dict[str, dict[str, Any]]:
-        """Every asset the code location defines: description and check names."""
+        """Every asset the code location defines: description, check names, partitioned."""
         data = self.graphql(
-            "{ assetNodes { assetKey { path } description "
+            "{ assetNodes { assetKey { path } description isPartitioned "
             "assetChecksOrError { ... on AssetChecks { checks { name } } } } }"
         )
         return {
             "/".join(node["assetKey"]["path"]): {
                 "description": node["description"] or "",
                 "checks": {c["name"] for c in node["assetChecksOrError"].get("checks", [])},
+                "partitioned": node["isPartitioned"],
             }
             for node in data["assetNodes"]
         }
+
+    def partitions(self, asset: str = "raw_dataset") -> list[str]:
+        data = self.graphql(
+            f'{{ assetNodeOrError(assetKey: {{path: ["{asset}"]}}) '
+            "{ ... on AssetNode { partitionKeys } } }"
+        )
+        return list(data["assetNodeOrError"]["partitionKeys"])
+
+    def demo_partition(self) -> None:
+        """With the landing folder empty, the landing sensor's first tick adds the one
+        partition of the bundled demo data (and requests no run)."""
+        wait_for(lambda: self.partitions() == [DEMO_SOURCE], 60, f"the partition {DEMO_SOURCE}")
 
     def carrying(self, label: str) -> str:
         """The asset whose latest materialization has a metadata entry `label`."""
@@ -181,9 +198,10 @@ def _still(page: Page, locator: Locator) -> None:
 
 
 @contextmanager
-def _lineage(browser: Browser, live: Platform, **context: Any) -> Iterator[Page]:
-    """The global lineage with every group expanded, fitted to the window."""
-    page = _open(browser, **context)
+def _lineage(browser: Browser, live: Platform, detail: bool = False) -> Iterator[Page]:
+    """The global lineage with every group expanded, fitted to the window (in detail, the
+    DETAIL window)."""
+    page = _open(browser, **(DETAIL if detail else {}))
     page.goto(f"{live.url}/asset-groups")
     try:
         expect(page.get_by_role("button", name="Materialize all")).to_be_visible()
@@ -251,15 +269,27 @@ def test_lineage_shows_the_graph_and_its_checks(platform: Platform, browser: Bro
     for name, checks in CORE.items():
         assert name in assets, f"{name} is not defined"
         assert checks <= assets[name]["checks"], f"{name} lacks checks {checks}"
+    # One partition per landed file for the data; the model is built from all of them.
+    partitioned = {name for name, asset in assets.items() if asset["partitioned"]}
+    assert {"raw_dataset", "validated_dataset"} <= partitioned, partitioned
+    assert not {"trained_model", "registered_model"} & partitioned, partitioned
+    platform.demo_partition()
 
-    with _lineage(browser, platform, **DETAIL) as graph:
+    with _lineage(browser, platform, detail=True) as graph:
         for group in ("data", "model", "monitoring", "serving"):
             expect(graph.get_by_text(group, exact=True).first).to_be_visible()
         for name, asset in assets.items():
+            node = _node(graph, name)
             n = len(asset["checks"])
-            expect(_node(graph, name)).to_contain_text(
+            expect(node).to_contain_text(
                 re.compile(rf"Asset checks\s*\d+ / {n} Passed") if n else "Asset checks"
             )
+            # A partitioned card counts its partitions: the demo data's one, none filled yet.
+            if asset["partitioned"]:
+                expect(node).to_contain_text(re.compile(r"Partitions\s*0% filled"))
+                expect(node).to_contain_text("1 partition")
+            else:
+                expect(node).not_to_contain_text("% filled")
         for kind in ("pandas", "Pandera", "Scikit Learn", "ML Flow"):
             expect(graph.get_by_text(kind, exact=True).first).to_be_visible()
         _view(graph, "lineage-detail")
@@ -287,11 +317,30 @@ def test_lineage_shows_the_graph_and_its_checks(platform: Platform, browser: Bro
 def test_materialize_all_shows_metadata_checks_and_mlflow_links(
     platform: Platform, browser: Browser, page: Page
 ) -> None:
+    assets = platform.assets()
+    platform.demo_partition()
     before = _run_ids(platform)
     page.goto(f"{platform.url}/asset-groups")
-    page.get_by_role("button", name="Materialize all").click()
+    # Partitioned assets in the selection: the button asks for the partitions first.
+    page.get_by_role("button", name="Materialize all…").click()
+    dialog = page.get_by_role("dialog").filter(has_text="Launch runs to materialize")
+    expect(dialog).to_contain_text(f"Launch runs to materialize {len(assets)} assets")
+    dialog.get_by_role("button", name="All", exact=True).click()
+    expect(dialog).to_contain_text(re.compile(r"Partition selection\s*1 partition(?!s)"))
+    expect(dialog).to_contain_text(DEMO_SOURCE)
+    _screenshot(page, "materialize-partitions")
+    # One partition: one run of the whole graph for it (more would be a backfill).
+    dialog.get_by_role("button", name="Launch 1 run", exact=True).click()
+    toast = page.get_by_text(re.compile(r"^Launched run [0-9a-f]{8}$"))
+    expect(toast).to_be_visible()
+    launched = toast.inner_text()
+    expect(dialog).to_be_hidden()
     [run_id] = wait_for(lambda: _run_ids(platform) - before, 60, "the launched run")
-    _finished(platform, run_id)
+    assert launched == f"Launched run {run_id[:8]}", launched
+    run = _finished(platform, run_id)
+    tags = {t["key"]: t["value"] for t in run["tags"]}
+    assert tags.get("dagster/partition") == DEMO_SOURCE, tags
+    assert _run_ids(platform) - before == {run_id}, "Materialize all launched more than one run"
 
     page.goto(f"{platform.url}/runs")
     expect(page.get_by_role("link", name=f"run {run_id[:8]}")).to_be_visible()
@@ -365,11 +414,13 @@ def test_materialize_all_shows_metadata_checks_and_mlflow_links(
     assert image.evaluate("img => img.naturalWidth") > 100, "the confusion matrix did not load"
     _view(page, "asset-metadata")
 
-    # The lineage now shows every asset materialized and every check passed.
-    assets = platform.assets()
-    with _lineage(browser, platform, **DETAIL) as graph:
+    # The lineage now shows every asset materialized (its one partition, for the data) and
+    # every check passed.
+    with _lineage(browser, platform, detail=True) as graph:
         for name, asset in assets.items():
-            expect(_node(graph, name)).to_contain_text("Materialized")
+            expect(_node(graph, name)).to_contain_text(
+                re.compile(r"Partitions\s*100% filled") if asset["partitioned"] else "Materialized"
+            )
             n = len(asset["checks"])
             if n:
                 expect(_node(graph, name)).to_contain_text(f"{n} / {n} Passed")

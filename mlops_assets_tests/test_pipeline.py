@@ -297,6 +297,19 @@ def test_bad_file_among_good_ones_fails_alone_and_the_champion_learns_from_the_r
         "c.csv",
     ]
 
+    # A file that leaves the folder leaves the training set: its partition is retired.
+    (project.landing / "c.csv").unlink()
+    after = project.materialize(run_config=QUICK_TRAINING)
+    assert after.success, failure_messages(after)
+    assert sorted(after.downstream.output_for_node("trained_model")["files"]) == [
+        "a.csv",
+        "b_renamed.csv",
+    ]
+    assert sorted(project.instance.get_dynamic_partitions("landed_files")) == [
+        "a.csv",
+        "b_renamed.csv",
+    ]
+
 
 def test_demo_source_name(project: Project) -> None:
     result = project.materialize(run_config=QUICK_TRAINING)

@@ -1,5 +1,6 @@
 """drift_report: each landed file's validated rows against what the champion was trained on."""
 
+import functools
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,23 +27,32 @@ class DriftConfig(dg.Config):
 
 
 def champion_training_sample(registry: ModelRegistry) -> tuple[int, pd.DataFrame] | None:
-    from mlflow.artifacts import download_artifacts
-    from mlflow.exceptions import MlflowException
-
+    """The champion's version and the sample of its training data (read-only: shared)."""
     champion = registry.version_for_alias(CHAMPION)
     if champion is None or not champion.run_id:
         return None
+    sample = _training_sample(registry.tracking_uri, champion.run_id)
+    return None if sample is None else (int(champion.version), sample)
+
+
+@functools.lru_cache(maxsize=2)
+def _training_sample(tracking_uri: str, run_id: str) -> pd.DataFrame | None:
+    """Read once per process: every file's validation (label mix) and drift compare with it,
+    and `mlops-assets run` runs many files in one process."""
+    from mlflow.artifacts import download_artifacts
+    from mlflow.exceptions import MlflowException
+
     with tempfile.TemporaryDirectory() as tmp:
         try:
             path = download_artifacts(
-                run_id=champion.run_id,
+                run_id=run_id,
                 artifact_path=TRAINING_SAMPLE_ARTIFACT,
                 dst_path=tmp,
-                tracking_uri=registry.tracking_uri,
+                tracking_uri=tracking_uri,
             )
         except (MlflowException, OSError):
             return None
-        return int(champion.version), pd.read_parquet(Path(path))
+        return pd.read_parquet(Path(path))
 
 
 @dg.asset(
