@@ -202,6 +202,23 @@ def landing_requests(
     return []
 
 
+def _partition_changes(plan: Any) -> str:
+    from mlops_assets.sources import DEMO_SOURCE
+
+    said = []
+    if plan.add:
+        demo = plan.add == [DEMO_SOURCE]
+        said.append(
+            f"added the demo data's partition {DEMO_SOURCE} (the landing folder is empty; "
+            "materialize it from the UI or with `mlops-assets run`)"
+            if demo
+            else f"added {len(plan.add)} partition(s)"
+        )
+    if plan.retire:
+        said.append(f"retired {len(plan.retire)} partition(s) of files that left")
+    return "; ".join(said) + ": no run to request"
+
+
 def build_landing_sensor(settings: Settings, job: Any) -> dg.SensorDefinition:
     folder = settings.landing_dir
 
@@ -231,9 +248,13 @@ def build_landing_sensor(settings: Settings, job: Any) -> dg.SensorDefinition:
                 ),
                 cursor=cursor,
             )
+        requests = landing_requests(plan, scanned, set(plan.add))
+        # A tick that only adds or retires partitions says so, rather than skipping in silence.
+        said = None if requests else dg.SkipReason(_partition_changes(plan))
         return dg.SensorResult(
-            run_requests=landing_requests(plan, scanned, set(plan.add)),
+            run_requests=requests,
             dynamic_partitions_requests=partition_requests(plan),  # type: ignore[arg-type]
+            skip_reason=said,
             cursor=cursor,
         )
 

@@ -61,6 +61,7 @@ def test_landing_sensor_keeps_the_demo_partition_while_the_folder_is_empty(
     first = _tick(project)
     assert not first.run_requests  # the demo is materialized on request, not by the sensor
     assert _partitions(project) == [DEMO_SOURCE]
+    assert "added the demo data's partition" in first.skip_message
     second = _tick(project, first.cursor)
     assert not second.run_requests
     assert "no new, changed or removed files" in second.skip_message
