@@ -444,3 +444,25 @@ def test_revalidation_after_a_schema_change_validates_every_file_again(
     assert len(quarantined) == too_large.sum()
     assert len(project.load("validated_dataset")) == len(demo_frame) - too_large.sum()
     assert _metadata(again, "trained_model")["rows"] == len(demo_frame) - too_large.sum()
+
+
+def test_a_home_from_before_partitions_keeps_its_champion(
+    project: Project, demo_frame: pd.DataFrame
+) -> None:
+    """An MLOPS_HOME written before files were partitions: unpartitioned materializations in the
+    event log and whole-dataset values in storage. Its champion stays and the new runs go on."""
+    assert project.materialize(run_config=QUICK_TRAINING).success
+    champion = project.champion_version()
+    storage = project.settings.storage_dir
+    for asset in ("raw_dataset", "validated_dataset", "quarantined_rows", "drift_report"):
+        # What the previous version stored and recorded for the whole dataset.
+        (storage / f"{asset}.parquet").write_bytes(b"not read any more")
+        project.instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset, metadata={"dagster/row_count": 569})
+        )
+    project.land("a.csv", demo_frame.iloc[:300])
+    result = project.materialize(run_config=QUICK_TRAINING)
+    assert result.success, failure_messages(result)
+    assert project.champion_version() in {champion, champion + 1}  # type: ignore[operator]
+    assert _metadata(result, "trained_model")["files"] == 1
+    assert (storage / "validated_dataset" / "a.csv.parquet").exists()
