@@ -49,18 +49,26 @@ def plan_partitions(
     """`scanned` and `previous` map file names to (size, mtime_ns, sha256): this scan and the
     one before (None when there was none, e.g. a new sensor cursor: then every file is read
     again, and run keys keep runs already launched from launching twice)."""
-    desired = desired_partitions(list(scanned))
+    plan = membership(list(scanned), existing)
     have = set(existing)
-    add = [key for key in desired if key not in have]
-    wanted = set(desired)
-    retire = sorted(key for key in have if key not in wanted)
     before = previous or {}
     refresh = [
         name
         for name, entry in sorted(scanned.items())
         if name not in have or previous is None or name not in before or before[name][2] != entry[2]
     ]
-    return PartitionPlan(add=add, retire=retire, refresh=refresh)
+    plan.refresh = refresh
+    return plan
+
+
+def membership(names: Sequence[str], existing: Sequence[str]) -> PartitionPlan:
+    """The partitions to add and retire so that there is one per landed file (or the demo's)."""
+    desired = desired_partitions(names)
+    have, wanted = set(existing), set(desired)
+    return PartitionPlan(
+        add=[key for key in desired if key not in have],
+        retire=sorted(key for key in have if key not in wanted),
+    )
 
 
 def chunks(keys: Sequence[str], size: int = CHUNK) -> Iterator[list[str]]:

@@ -269,18 +269,12 @@ Execute = Callable[[str | None, list[dg.AssetKey] | None], Result]
 def sync_partitions(instance: dg.DagsterInstance, settings: Settings) -> list[str]:
     """One partition per landed file (or the demo's): adds and retires as the sensor would,
     and returns every partition, all of which a headless run materializes."""
-    from mlops_assets.partitions import (
-        LANDED_FILES,
-        apply_plan,
-        desired_partitions,
-        plan_partitions,
-    )
+    from mlops_assets.partitions import LANDED_FILES, apply_plan, desired_partitions, membership
     from mlops_assets.sources import landing_files
 
     names = [path.name for path in landing_files(settings.landing_dir)]
-    existing = instance.get_dynamic_partitions(LANDED_FILES)
-    # Only membership is planned here; every partition is materialized anyway.
-    apply_plan(instance, plan_partitions({n: (0, 0, "") for n in names}, {}, existing))
+    # Only membership is planned here: every partition is materialized anyway.
+    apply_plan(instance, membership(names, instance.get_dynamic_partitions(LANDED_FILES)))
     return desired_partitions(names)
 
 
