@@ -68,6 +68,11 @@ def ensure_experiment(tracking_uri: str, name: str, artifact_location: str | Non
     description="dagster-mlflow's mlflow_tracking, with the experiment created up front.",
 )
 def mlflow_tracking(init_context: dg.InitResourceContext) -> Iterator[Any]:
+    # Before mlflow and its thousand modules: skops, imported when the model is saved, looks up
+    # each of scipy.special's ufuncs by walking sys.modules in import order, so the earlier
+    # scipy.special is imported the sooner each walk ends. It is imported for scikit-learn
+    # anyway.
+    import scipy.special  # noqa: F401
     from dagster_mlflow import mlflow_tracking as upstream
 
     config = init_context.resource_config
