@@ -23,10 +23,16 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
 
 def test_landed_file_becomes_champion(live: Live, demo_frame: pd.DataFrame) -> None:
     assert live.champion() is None
-    demo_frame.to_csv(live.landing / "batch1.csv", index=False)
+    # Landed whole, as the README asks: a tick that reads a half-written file requests a run for
+    # those bytes, then another for the whole file.
+    staging = live.landing / ".batch1.csv.tmp"
+    demo_frame.to_csv(staging, index=False)
+    staging.rename(live.landing / "batch1.csv")
     version = wait_for(live.champion, 180, "a champion from the landed file")
     assert version == 1
-    [run] = live.runs()
+    runs = live.runs()
+    assert len(runs) == 1, [(r["status"], r["tags"], r["creationTime"]) for r in runs]
+    [run] = runs
     tags = {t["key"]: t["value"] for t in run["tags"]}
     assert tags["mlops/trigger"] == "landing_sensor"
     assert tags["dagster/sensor_name"] == "landing_sensor"
