@@ -232,22 +232,32 @@ def build_landing_sensor(settings: Settings, job: Any) -> dg.SensorDefinition:
     )
     def landing_sensor(context: dg.SensorEvaluationContext) -> Any:
         from mlops_assets.partitions import LANDED_FILES, partition_requests, plan_partitions
-        from mlops_assets.sources import scan_landing
+        from mlops_assets.sources import SETTLE_SECONDS, hold_back_unfinished, scan_landing
 
         previous = (
             {k: tuple(v) for k, v in json.loads(context.cursor).items()} if context.cursor else None
         )
-        scanned = scan_landing(folder, previous or {})
+        scanned, held = hold_back_unfinished(folder, scan_landing(folder, previous or {}), previous)
         existing = context.instance.get_dynamic_partitions(LANDED_FILES)
         plan = plan_partitions(scanned, previous, existing)
         cursor = json.dumps(scanned, sort_keys=True)
+        waiting = (
+            f"waiting for {len(held)} file(s) still being written ({', '.join(held[:5])}"
+            f"{', ...' if len(held) > 5 else ''}): modified in the last {SETTLE_SECONDS} s and "
+            "not yet ending as a whole file of their format"
+            if held
+            else ""
+        )
         if plan.empty:
             return dg.SensorResult(
                 skip_reason=dg.SkipReason(
-                    f"no new, changed or removed files in {folder} ({len(scanned)} file(s))"
+                    waiting
+                    or f"no new, changed or removed files in {folder} ({len(scanned)} file(s))"
                 ),
                 cursor=cursor,
             )
+        if waiting:
+            context.log.info(waiting)
         requests = landing_requests(plan, scanned, set(plan.add))
         # A tick that only adds or retires partitions says so, rather than skipping in silence.
         said = None if requests else dg.SkipReason(_partition_changes(plan))

@@ -242,6 +242,54 @@ def scan_landing(
     return scanned
 
 
+# A file modified this recently that does not end the way a whole file of its format ends is
+# taken to be still arriving (copied, uploaded, written in place): reading it now would run the
+# pipeline on part of its rows, then again on all of them.
+SETTLE_SECONDS = 30
+
+
+def still_being_written(path: Path, now: float | None = None) -> bool:
+    """Modified in the last SETTLE_SECONDS and not whole yet: empty, a CSV whose last line has
+    no newline, a Parquet file without its closing magic bytes. An older file is taken as it
+    is; if it is truncated, reading it fails and says why."""
+    stat = path.stat()
+    if (now if now is not None else time.time()) - stat.st_mtime > SETTLE_SECONDS:
+        return False
+    if stat.st_size == 0:
+        return True
+    with path.open("rb") as handle:
+        handle.seek(max(0, stat.st_size - 4))
+        tail = handle.read()
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        return tail != b"PAR1"
+    return not tail.endswith(b"\n")
+
+
+def hold_back_unfinished(
+    landing_dir: Path,
+    scanned: dict[str, tuple[int, int, str]],
+    previous: dict[str, tuple[int, int, str]] | None,
+    now: float | None = None,
+) -> tuple[dict[str, tuple[int, int, str]], list[str]]:
+    """The scan as a plan should see it, and the files held back: a file still being written
+    keeps the entry of its last whole version, or is left out when it is new, until it is
+    whole (a later scan then sees it change)."""
+    seen: dict[str, tuple[int, int, str]] = {}
+    held = []
+    for name, entry in scanned.items():
+        try:
+            writing = still_being_written(landing_dir / name, now)
+        except OSError:
+            writing = False  # vanished: the next scan says so
+        if not writing:
+            seen[name] = entry
+            continue
+        held.append(name)
+        if previous and name in previous:
+            seen[name] = previous[name]
+    return seen, sorted(held)
+
+
 def _unify_mixed_columns(frame: pd.DataFrame) -> None:
     """A column that parsed as numbers in one file and as text in another (a typo in a cell)
     is a mix of floats and strings after concatenation, which Parquet cannot store. Such a

@@ -1,9 +1,11 @@
 """Sensors and declarative automation, evaluated with Dagster's test APIs."""
 
+import hashlib
 import json
 import os
 import sqlite3
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
@@ -20,7 +22,7 @@ from mlops_assets.automation import (
 from mlops_assets.definitions import PIPELINE_JOB, build_definitions
 from mlops_assets.partitions import LANDED_FILES, landed_files
 from mlops_assets.resources.mlflow import ModelRegistry
-from mlops_assets.sources import DEMO_SOURCE
+from mlops_assets.sources import DEMO_SOURCE, SETTLE_SECONDS, still_being_written
 
 from .conftest import QUICK_TRAINING, Project, failure_messages
 
@@ -110,6 +112,49 @@ def test_landing_sensor_adds_refreshes_and_retires_partitions(
         "registered_model",
         "model_report",
     }
+
+
+def test_landing_sensor_waits_for_a_file_still_being_written(
+    project: Project, demo_frame: pd.DataFrame
+) -> None:
+    cursor = _tick(project).cursor
+    whole = demo_frame.to_csv(index=False).encode()
+    # Half a CSV, cut mid-line, as a copy in progress leaves it: no partition, no run.
+    path = project.landing / "slow.csv"
+    path.write_bytes(whole[: len(whole) // 2])
+    waiting = _tick(project, cursor)
+    assert not waiting.run_requests
+    assert "waiting for 1 file(s) still being written (slow.csv)" in waiting.skip_message
+    assert _partitions(project) == [DEMO_SOURCE]
+    # Whole: one run, for all of its rows.
+    path.write_bytes(whole)
+    [request] = _tick(project, waiting.cursor).run_requests
+    assert request.partition_key == "slow.csv"
+    assert request.run_key.startswith(f"slow.csv@{hashlib.sha256(whole).hexdigest()[:16]}")
+    cursor = _tick(project, waiting.cursor).cursor
+
+    # Rewritten in place: the partition stays on its last whole version until the new one is.
+    path.write_bytes(whole[:100])
+    rewriting = _tick(project, cursor)
+    assert not rewriting.run_requests and _partitions(project) == ["slow.csv"]
+    path.write_bytes(whole)
+    assert not _tick(project, rewriting.cursor).run_requests  # the same bytes as before
+
+    # A Parquet file is whole when it ends with its magic bytes.
+    parquet = project.landing / "slow.parquet"
+    demo_frame.to_parquet(parquet)
+    payload = parquet.read_bytes()
+    parquet.write_bytes(payload[:-10])
+    assert still_being_written(parquet)
+    parquet.write_bytes(payload)
+    assert not still_being_written(parquet)
+
+    # A file left unfinished for longer than SETTLE_SECONDS is read as it is, and fails there.
+    stale = time.time() - SETTLE_SECONDS - 1
+    os.utime(parquet, (stale, stale))
+    parquet.write_bytes(payload[:-10])
+    os.utime(parquet, (stale, stale))
+    assert not still_being_written(parquet)
 
 
 def test_twenty_files_landed_together_are_twenty_file_runs_and_one_retraining(

@@ -23,8 +23,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
 
 def test_landed_file_becomes_champion(live: Live, demo_frame: pd.DataFrame) -> None:
     assert live.champion() is None
-    # Landed whole, as the README asks: a tick that reads a half-written file requests a run for
-    # those bytes, then another for the whole file.
+    # Landed whole (a dot name, then a rename), as the README advises.
     staging = live.landing / ".batch1.csv.tmp"
     demo_frame.to_csv(staging, index=False)
     staging.rename(live.landing / "batch1.csv")
