@@ -232,12 +232,13 @@ def build_landing_sensor(settings: Settings, job: Any) -> dg.SensorDefinition:
     )
     def landing_sensor(context: dg.SensorEvaluationContext) -> Any:
         from mlops_assets.partitions import LANDED_FILES, partition_requests, plan_partitions
-        from mlops_assets.sources import SETTLE_SECONDS, hold_back_unfinished, scan_landing
+        from mlops_assets.sources import SETTLE_SECONDS, scan_landing
 
         previous = (
             {k: tuple(v) for k, v in json.loads(context.cursor).items()} if context.cursor else None
         )
-        scanned, held = hold_back_unfinished(folder, scan_landing(folder, previous or {}), previous)
+        held: list[str] = []
+        scanned = scan_landing(folder, previous or {}, held)
         existing = context.instance.get_dynamic_partitions(LANDED_FILES)
         plan = plan_partitions(scanned, previous, existing)
         cursor = json.dumps(scanned, sort_keys=True)

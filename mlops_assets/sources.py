@@ -7,6 +7,7 @@ from. The Dagster layer decides what to do with the result.
 import codecs
 import hashlib
 import io
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -222,18 +223,27 @@ def file_sha256(path: Path) -> str:
 
 
 def scan_landing(
-    landing_dir: Path, known: dict[str, tuple[int, int, str]] | None = None
+    landing_dir: Path,
+    known: dict[str, tuple[int, int, str]] | None = None,
+    held: list[str] | None = None,
 ) -> dict[str, tuple[int, int, str]]:
     """{name: (size, mtime_ns, sha256)} for the landing files. A file whose size and mtime match
     `known` keeps its hash without being read again; any other file is hashed, so touching a
-    file costs one read and changes nothing."""
+    file costs one read and changes nothing. Given `held`, a file still being written (see
+    `still_being_written`) is not read: it keeps its `known` entry (its last whole version), or
+    is left out when new, and its name is added to `held`."""
     known = known or {}
     scanned = {}
+    now = time.time()
     for path in landing_files(landing_dir):
         try:
             stat = path.stat()
             previous = known.get(path.name)
-            if previous and previous[0] == stat.st_size and previous[1] == stat.st_mtime_ns:
+            if held is not None and _unfinished(path, stat, now):
+                held.append(path.name)
+                if previous:
+                    scanned[path.name] = previous
+            elif previous and previous[0] == stat.st_size and previous[1] == stat.st_mtime_ns:
                 scanned[path.name] = previous
             else:
                 scanned[path.name] = (stat.st_size, stat.st_mtime_ns, file_sha256(path))
@@ -252,8 +262,11 @@ def still_being_written(path: Path, now: float | None = None) -> bool:
     """Modified in the last SETTLE_SECONDS and not whole yet: empty, a CSV whose last line has
     no newline, a Parquet file without its closing magic bytes. An older file is taken as it
     is; if it is truncated, reading it fails and says why."""
-    stat = path.stat()
-    if (now if now is not None else time.time()) - stat.st_mtime > SETTLE_SECONDS:
+    return _unfinished(path, path.stat(), time.time() if now is None else now)
+
+
+def _unfinished(path: Path, stat: os.stat_result, now: float) -> bool:
+    if now - stat.st_mtime > SETTLE_SECONDS:
         return False
     if stat.st_size == 0:
         return True
@@ -263,31 +276,6 @@ def still_being_written(path: Path, now: float | None = None) -> bool:
     if path.suffix.lower() in PARQUET_SUFFIXES:
         return tail != b"PAR1"
     return not tail.endswith(b"\n")
-
-
-def hold_back_unfinished(
-    landing_dir: Path,
-    scanned: dict[str, tuple[int, int, str]],
-    previous: dict[str, tuple[int, int, str]] | None,
-    now: float | None = None,
-) -> tuple[dict[str, tuple[int, int, str]], list[str]]:
-    """The scan as a plan should see it, and the files held back: a file still being written
-    keeps the entry of its last whole version, or is left out when it is new, until it is
-    whole (a later scan then sees it change)."""
-    seen: dict[str, tuple[int, int, str]] = {}
-    held = []
-    for name, entry in scanned.items():
-        try:
-            writing = still_being_written(landing_dir / name, now)
-        except OSError:
-            writing = False  # vanished: the next scan says so
-        if not writing:
-            seen[name] = entry
-            continue
-        held.append(name)
-        if previous and name in previous:
-            seen[name] = previous[name]
-    return seen, sorted(held)
 
 
 def _unify_mixed_columns(frame: pd.DataFrame) -> None:
