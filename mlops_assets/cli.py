@@ -15,15 +15,23 @@ if TYPE_CHECKING:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from mlops_assets.tracking_store import create_in_background
+
+    # The progress lines and the summary say what happened; MLflow's INFO lines (creating its
+    # tables on a first run) only interleave with them.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    # Before Dagster is even imported: a fresh home's MLflow store is made on the other core.
+    store = create_in_background(
+        settings.tracking_uri, settings.experiment_name, str(settings.artifacts_dir)
+    )
     from mlops_assets.runner import run_pipeline
 
     print(
         f"mlops-assets: materializing the asset graph (MLOPS_HOME={settings.home}) ...", flush=True
     )
-    # The progress lines and the summary say what happened; MLflow's INFO lines (creating its
-    # tables on a first run) only interleave with them.
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     summary = run_pipeline(settings, log_level=args.log_level)
+    if store is not None:
+        store.wait()
     print(summary.render(), file=sys.stdout if summary.success else sys.stderr)
     return 0 if summary.success else 1
 

@@ -72,7 +72,7 @@ def start_mlflow_server(
 
 def run_dev(settings: Settings, host: str, port: int, mlflow_port: int | None) -> int:
     from mlops_assets.home import prepare_home
-    from mlops_assets.resources.mlflow import ensure_experiment
+    from mlops_assets.tracking_store import ensure_experiment
 
     prepare_home(settings)
     env = dict(os.environ)

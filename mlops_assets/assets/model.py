@@ -12,6 +12,7 @@ from pydantic import Field
 
 from mlops_assets.assets.metadata import markdown_table, score, scores
 from mlops_assets.automation import TRANSIENT_RETRY, latest_data_version
+from mlops_assets.preload import preloading
 from mlops_assets.resources.dataset import DatasetSource
 from mlops_assets.resources.gate import GatePolicy
 from mlops_assets.resources.io import StoredFrame
@@ -184,20 +185,21 @@ def trained_model(
     sample = _training_sample(frame, config.seed)
     split = split_holdout(frame, features, schema.target, config.test_size, config.seed)
     del frame
-    result = run_sweep(
-        split,
-        features,
-        schema.target,
-        config.candidates(),
-        metric=config.metric,
-        test_size=config.test_size,
-        seed=config.seed,
-        cv_folds=config.cv_folds,
-        full_cv_rows=config.full_cv_rows,
-        max_search_rows=config.max_search_rows,
-        progress=context.log.info,
-        keep_training_rows=False,
-    )
+    with preloading():
+        result = run_sweep(
+            split,
+            features,
+            schema.target,
+            config.candidates(),
+            metric=config.metric,
+            test_size=config.test_size,
+            seed=config.seed,
+            cv_folds=config.cv_folds,
+            full_cv_rows=config.full_cv_rows,
+            max_search_rows=config.max_search_rows,
+            progress=context.log.info,
+            keep_training_rows=False,
+        )
     with dagster_mlflow_run(mlflow_tracking) as run:
         for candidate in result.candidates:
             with mlflow.start_run(run_name=candidate.label, nested=True):

@@ -10,7 +10,6 @@ run id, which is what the assets want. It falls short in three ways, handled her
 - it has no registry API and no typed configuration, hence `ModelRegistry`.
 """
 
-import os
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -22,35 +21,13 @@ from typing import Any
 import dagster as dg
 import yaml
 
+from mlops_assets.tracking_store import configure_mlflow_environment, ensure_experiment
 from mlops_assets.training.trusted import SKOPS_TRUSTED_TYPES
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 # flock is per open file description, not per thread: threads also take this lock.
 _THREAD_LOCK = threading.RLock()
-
-
-def configure_mlflow_environment() -> None:
-    # MLflow 3.17 treats a folder with uv.lock as a uv project and copies the lock into every
-    # model; the platform passes exact pip requirements instead.
-    os.environ.setdefault("MLFLOW_UV_AUTO_DETECT", "false")
-    os.environ.setdefault("MLFLOW_LOG_UV_FILES", "false")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-
-
-def ensure_experiment(tracking_uri: str, name: str, artifact_location: str | None) -> str:
-    """Create the experiment with its artifact location before anything else can create it."""
-    from mlflow.tracking import MlflowClient
-
-    configure_mlflow_environment()
-    client = MlflowClient(tracking_uri=tracking_uri)
-    existing = client.get_experiment_by_name(name)
-    if existing is not None:
-        return str(existing.experiment_id)
-    if artifact_location:
-        Path(artifact_location).mkdir(parents=True, exist_ok=True)
-        artifact_location = Path(artifact_location).resolve().as_uri()
-    return str(client.create_experiment(name, artifact_location=artifact_location))
 
 
 @dg.resource(

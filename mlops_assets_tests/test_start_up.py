@@ -1,0 +1,62 @@
+"""Work moved off a run's path: a fresh MLflow store made by a process of its own, and the
+imports that follow training done on a thread while it fits."""
+
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from mlops_assets.preload import preloading
+from mlops_assets.tracking_store import create_in_background, ensure_experiment
+
+
+def test_a_fresh_store_is_made_in_the_background_and_waited_for(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}"
+    artifacts = tmp_path / "home" / "mlartifacts"
+    process = create_in_background(uri, "background", str(artifacts))
+    assert process is not None
+    # The setup lock went to the child: this call waits for it, then finds what it made.
+    experiment_id = ensure_experiment(uri, "background", str(artifacts))
+    assert process.wait(timeout=60) == 0
+    experiment = MlflowClient(tracking_uri=uri).get_experiment(experiment_id)
+    assert experiment.name == "background"
+    assert experiment.artifact_location == artifacts.resolve().as_uri()
+    # The store exists now: nothing more to start.
+    assert create_in_background(uri, "background", str(artifacts)) is None
+
+
+def test_a_store_being_made_elsewhere_is_not_made_twice(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    first = create_in_background(uri, "twice", None)
+    assert first is not None
+    # Its lock is held by the first child: a second start gives way instead of migrating too.
+    assert create_in_background(uri, "twice", None) is None
+    assert first.wait(timeout=60) == 0
+    assert MlflowClient(tracking_uri=uri).get_experiment_by_name("twice") is not None
+
+
+def test_a_remote_store_is_left_to_its_server(tmp_path: Path) -> None:
+    assert create_in_background("http://127.0.0.1:9/", "remote", None) is None
+
+
+def test_preloading_imports_on_its_own_thread_and_waits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "preload_probe.py").write_text(
+        "import threading\nIMPORTED_ON = threading.current_thread().name\n"
+    )
+    (tmp_path / "preload_broken.py").write_text("raise RuntimeError('broken on purpose')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "preload_probe", raising=False)
+    with preloading(("preload_broken", "preload_probe")):
+        pass
+    # Waited for at the block's end; the broken module did not stop the next one, and is left
+    # for the step that needs it to import and report.
+    assert sys.modules["preload_probe"].IMPORTED_ON == "preload-imports"
+    assert sys.modules["preload_probe"].IMPORTED_ON != threading.current_thread().name
+    assert "preload_broken" not in sys.modules
+    with pytest.raises(RuntimeError, match="broken on purpose"):
+        __import__("preload_broken")
+    monkeypatch.delitem(sys.modules, "preload_probe")
