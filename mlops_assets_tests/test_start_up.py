@@ -55,8 +55,18 @@ def test_preloading_imports_on_its_own_thread_and_waits(
     # Waited for at the block's end; the broken module did not stop the next one, and is left
     # for the step that needs it to import and report.
     assert sys.modules["preload_probe"].IMPORTED_ON == "preload-imports"
-    assert sys.modules["preload_probe"].IMPORTED_ON != threading.current_thread().name
+    assert threading.current_thread().name != sys.modules["preload_probe"].IMPORTED_ON
     assert "preload_broken" not in sys.modules
     with pytest.raises(RuntimeError, match="broken on purpose"):
         __import__("preload_broken")
     monkeypatch.delitem(sys.modules, "preload_probe")
+
+
+def test_preloading_disabled_leaves_the_imports_to_their_steps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "preload_untouched.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with preloading(("preload_untouched",), enabled=False):
+        pass
+    assert "preload_untouched" not in sys.modules

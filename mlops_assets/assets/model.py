@@ -185,7 +185,9 @@ def trained_model(
     sample = _training_sample(frame, config.seed)
     split = split_holdout(frame, features, schema.target, config.test_size, config.seed)
     del frame
-    with preloading():
+    # A race over samples fits in long native stretches that leave the GIL free for imports;
+    # full cross-validation on small data does not (see mlops_assets.preload).
+    with preloading(enabled=rows > config.full_cv_rows):
         result = run_sweep(
             split,
             features,
