@@ -146,6 +146,16 @@ def folder_decision(
     )
 
 
+def waiting_for(held: list[str]) -> str:
+    from mlops_assets.sources import SETTLE_SECONDS
+
+    return (
+        f"waiting for {len(held)} file(s) still being written ({', '.join(held[:5])}"
+        f"{', ...' if len(held) > 5 else ''}): modified in the last {SETTLE_SECONDS} s and "
+        "not yet ending as a whole file of their format"
+    )
+
+
 def _folder_sensor(
     name: str, folder: Path, consumer: dg.AssetKey, interval: int, description: str, **target: Any
 ) -> dg.SensorDefinition:
@@ -160,8 +170,12 @@ def _folder_sensor(
         from mlops_assets.sources import scan_landing
 
         known = {k: tuple(v) for k, v in json.loads(context.cursor or "{}").items()}
-        scanned = scan_landing(folder, known)
+        held: list[str] = []
+        scanned = scan_landing(folder, known, held)
         context.update_cursor(json.dumps(scanned, sort_keys=True))
+        if held:
+            # The consumer reads the whole folder when it runs, the half-written file with it.
+            return dg.SkipReason(waiting_for(held))
         consumed = latest_data_version(context.instance, consumer)
         return folder_decision(name, scanned, consumed, folder, consumer.to_user_string())
 
@@ -232,7 +246,7 @@ def build_landing_sensor(settings: Settings, job: Any) -> dg.SensorDefinition:
     )
     def landing_sensor(context: dg.SensorEvaluationContext) -> Any:
         from mlops_assets.partitions import LANDED_FILES, partition_requests, plan_partitions
-        from mlops_assets.sources import SETTLE_SECONDS, scan_landing
+        from mlops_assets.sources import scan_landing
 
         previous = (
             {k: tuple(v) for k, v in json.loads(context.cursor).items()} if context.cursor else None
@@ -242,13 +256,7 @@ def build_landing_sensor(settings: Settings, job: Any) -> dg.SensorDefinition:
         existing = context.instance.get_dynamic_partitions(LANDED_FILES)
         plan = plan_partitions(scanned, previous, existing)
         cursor = json.dumps(scanned, sort_keys=True)
-        waiting = (
-            f"waiting for {len(held)} file(s) still being written ({', '.join(held[:5])}"
-            f"{', ...' if len(held) > 5 else ''}): modified in the last {SETTLE_SECONDS} s and "
-            "not yet ending as a whole file of their format"
-            if held
-            else ""
-        )
+        waiting = waiting_for(held) if held else ""
         if plan.empty:
             return dg.SensorResult(
                 skip_reason=dg.SkipReason(

@@ -157,6 +157,30 @@ def test_landing_sensor_waits_for_a_file_still_being_written(
     assert not still_being_written(parquet)
 
 
+def test_scoring_sensor_waits_for_a_file_still_being_written(
+    project: Project, demo_frame: pd.DataFrame
+) -> None:
+    defs = project.definitions()
+    sensor = defs.get_sensor_def("scoring_sensor")
+
+    def tick(cursor: str | None) -> Any:
+        context = dg.build_sensor_context(
+            instance=project.instance, cursor=cursor, definitions=defs
+        )
+        return sensor.evaluate_tick(context)
+
+    whole = demo_frame.drop(columns=["target"]).head(40).to_csv(index=False).encode()
+    path = project.settings.scoring_dir / "today.csv"
+    path.write_bytes(whole[: len(whole) // 2])
+    # batch_predictions reads the whole folder when it runs: no run while a file is half there.
+    waiting = tick(None)
+    assert not waiting.run_requests
+    assert "waiting for 1 file(s) still being written (today.csv)" in waiting.skip_message
+    path.write_bytes(whole)
+    [request] = tick(waiting.cursor).run_requests
+    assert request.asset_selection == [dg.AssetKey("batch_predictions")]
+
+
 def test_twenty_files_landed_together_are_twenty_file_runs_and_one_retraining(
     project: Project, demo_frame: pd.DataFrame
 ) -> None:
