@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from mlops_assets.training.evaluate import baseline_score, score
-from mlops_assets.training.pipeline import SKOPS_TRUSTED_TYPES
+from mlops_assets.training.pipeline import SKOPS_TRUSTED_TYPES, THREADED_ROWS, threads_for
 from mlops_assets.training.sweep import grid, run_sweep, split_holdout
 
 
@@ -252,3 +252,21 @@ def test_a_long_refit_reports_while_it_runs() -> None:
     count = len(lines)
     time.sleep(0.15)
     assert len(lines) == count  # the heartbeat stops with the call
+
+
+def _openmp_threads() -> set[int]:
+    from threadpoolctl import threadpool_info
+
+    return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "openmp"}
+
+
+def test_small_fits_and_predictions_run_openmp_on_one_thread() -> None:
+    import sklearn.ensemble  # noqa: F401  (loads scikit-learn's OpenMP runtime)
+
+    configured = _openmp_threads()
+    assert configured
+    with threads_for(THREADED_ROWS - 1):
+        assert _openmp_threads() == {1}
+    assert _openmp_threads() == configured
+    with threads_for(THREADED_ROWS):
+        assert _openmp_threads() == configured

@@ -159,7 +159,7 @@ def trained_model(
     from mlflow.models import infer_signature
 
     from mlops_assets.training.evaluate import frame_fingerprint
-    from mlops_assets.training.pipeline import SKOPS_TRUSTED_TYPES
+    from mlops_assets.training.pipeline import SKOPS_TRUSTED_TYPES, threads_for
     from mlops_assets.training.sweep import run_sweep, split_holdout
 
     schema = dataset.dataset_schema()
@@ -254,15 +254,17 @@ def trained_model(
         example = example.astype(
             {c: "float64" for c in example.columns if pd.api.types.is_integer_dtype(example[c])}
         )
-        info = mlflow.sklearn.log_model(
-            result.model,
-            name="model",
-            signature=infer_signature(example, result.model.predict(example)),
-            input_example=example,
-            pip_requirements=_requirements(),
-            serialization_format="skops",
-            skops_trusted_types=SKOPS_TRUSTED_TYPES,
-        )
+        # MLflow predicts the example again to check it serves: five rows, on one thread.
+        with threads_for(len(example)):
+            info = mlflow.sklearn.log_model(
+                result.model,
+                name="model",
+                signature=infer_signature(example, result.model.predict(example)),
+                input_example=example,
+                pip_requirements=_requirements(),
+                serialization_format="skops",
+                skops_trusted_types=SKOPS_TRUSTED_TYPES,
+            )
         run_id, experiment_id = run.info.run_id, run.info.experiment_id
         artifact_bytes = registry.model_artifact_bytes(info.model_id)
         mlflow.log_metric("model_artifact_bytes", artifact_bytes)

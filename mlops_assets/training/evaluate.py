@@ -13,6 +13,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from mlops_assets.training.pipeline import threads_for
+
 METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc")
 
 
@@ -28,11 +30,12 @@ def predict_and_score(
     and the boosted trees), so scoring a million rows does not run the model twice."""
     classes = np.asarray(getattr(model, "classes_", []))
     proba = None
-    if hasattr(model, "predict_proba") and len(classes):
-        proba = np.asarray(model.predict_proba(features))
-        predicted = classes[proba.argmax(axis=1)]
-    else:
-        predicted = np.asarray(model.predict(features))
+    with threads_for(len(features)):
+        if hasattr(model, "predict_proba") and len(classes):
+            proba = np.asarray(model.predict_proba(features))
+            predicted = classes[proba.argmax(axis=1)]
+        else:
+            predicted = np.asarray(model.predict(features))
     result = {
         "accuracy": float(accuracy_score(labels, predicted)),
         "balanced_accuracy": float(balanced_accuracy_score(labels, predicted)),

@@ -7,6 +7,9 @@
   text columns are ordinal codes it splits on as categories.
 """
 
+import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -16,6 +19,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassif
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
+from threadpoolctl import ThreadpoolController
 
 from mlops_assets.training.trusted import SKOPS_TRUSTED_TYPES
 
@@ -25,6 +29,7 @@ __all__ = [
     "build_pipeline",
     "forest_bounds",
     "split_columns",
+    "threads_for",
     "tree_nodes",
 ]
 
@@ -41,10 +46,30 @@ FOREST_MAX_ROWS_PER_TREE = 100_000
 # with more is given to it as ordinal codes instead.
 MAX_NATIVE_CATEGORIES = 250
 EARLY_STOPPING_ROWS = 2_000
-# Below this many rows a forest is faster on one thread: joblib's hand-off costs more than the
-# trees (measured on 2 cores: fit even at 300 rows, predict 2-3x faster), and the demo's
-# cross-validation scores every size of every fold.
-FOREST_THREADED_ROWS = 1_000
+# Below this many rows models run on one thread. A forest's trees are then cheaper than
+# joblib's hand-off (measured on 2 cores: fit even at 300 rows, predict 2-3x faster), and
+# boosting's OpenMP regions are shorter than their barrier, which waits for the scheduler when
+# the other core is busy (the daemon, the webserver): the demo's cross-validation took 2.4-6.5 s
+# on two threads against 1.5-1.9 s on one while another process kept a core busy.
+THREADED_ROWS = 1_000
+
+
+@functools.cache
+def _thread_pools() -> ThreadpoolController:
+    # Finding the loaded thread pools walks every shared library in the process: once, not at
+    # every fold (20 ms each time).
+    return ThreadpoolController()
+
+
+@contextmanager
+def threads_for(rows: int) -> Iterator[None]:
+    """OpenMP (boosting) on one thread while fitting or predicting fewer than THREADED_ROWS
+    rows; as configured otherwise."""
+    if rows >= THREADED_ROWS:
+        yield
+        return
+    with _thread_pools().limit(limits=1, user_api="openmp"):
+        yield
 
 
 def split_columns(features: pd.DataFrame) -> tuple[list[str], list[str]]:
@@ -90,7 +115,7 @@ def _forest(
     model = RandomForestClassifier(
         n_estimators=n_estimators,
         random_state=seed,
-        n_jobs=-1 if rows >= FOREST_THREADED_ROWS else 1,
+        n_jobs=-1 if rows >= THREADED_ROWS else 1,
         **forest_bounds(rows, n_estimators, n_classes),
     )
     return Pipeline(

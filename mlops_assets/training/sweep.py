@@ -26,6 +26,7 @@ from mlops_assets.training.evaluate import METRICS, baseline_score, frame_finger
 from mlops_assets.training.pipeline import (
     RANDOM_FOREST,
     build_pipeline,
+    threads_for,
     tree_nodes,
 )
 
@@ -281,10 +282,12 @@ def _score_rung(
             for candidate in group:
                 if candidate.family == RANDOM_FOREST:
                     pipeline.set_params(model__n_estimators=int(candidate.params["n_estimators"]))
-                pipeline.fit(fold_x, fold_y)
-                # Warm-started, a size's fit is every tree grown so far in this split.
-                seconds[id(candidate)] += time.monotonic() - started
-                scores[id(candidate)].append(float(scorer(pipeline, x.iloc[test], y.iloc[test])))
+                with threads_for(len(train)):
+                    pipeline.fit(fold_x, fold_y)
+                    # Warm-started, a size's fit is every tree grown so far in this split.
+                    seconds[id(candidate)] += time.monotonic() - started
+                    scored = scorer(pipeline, x.iloc[test], y.iloc[test])
+                scores[id(candidate)].append(float(scored))
                 nodes[id(candidate)].append(tree_nodes(pipeline))
             spent = seconds[id(group[-1])] / number
             left = spent * (len(splits) - number)
@@ -344,7 +347,8 @@ def _refit(
     if len(model.steps) > 1 or getattr(step, "early_stopping", False) is not True:
         if not keep:
             split.let_go()
-        model.fit(fit_x, fit_y)
+        with threads_for(len(fit_y)):
+            model.fit(fit_x, fit_y)
         return model
     del fit_x, fit_y
     fit, held = train_test_split(
