@@ -45,11 +45,6 @@ _THREAD_LOCK = threading.RLock()
     description="dagster-mlflow's mlflow_tracking, with the experiment created up front.",
 )
 def mlflow_tracking(init_context: dg.InitResourceContext) -> Iterator[Any]:
-    # Before mlflow and its thousand modules: skops, imported when the model is saved, looks up
-    # each of scipy.special's ufuncs by walking sys.modules in import order, so the earlier
-    # scipy.special is imported the sooner each walk ends. It is imported for scikit-learn
-    # anyway.
-    import scipy.special  # noqa: F401
     from dagster_mlflow import mlflow_tracking as upstream
 
     config = init_context.resource_config
