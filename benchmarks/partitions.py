@@ -30,19 +30,10 @@ from scale import TARGET, _chunk, _structure  # noqa: E402
 
 
 def _tick(defs: Any, instance: Any, cursor: str | None) -> tuple[Any, float]:
-    import dagster as dg
+    from mlops_assets_tests.sensors import tick_landing_sensor
 
     started = time.perf_counter()
-    context = dg.build_sensor_context(
-        instance=instance, instance_ref=instance.get_ref(), cursor=cursor, definitions=defs
-    )
-    result = defs.get_sensor_def("landing_sensor").evaluate_tick(context)
-    for request in result.dynamic_partitions_requests or []:
-        if isinstance(request, dg.AddDynamicPartitionsRequest):
-            instance.add_dynamic_partitions(request.partitions_def_name, request.partition_keys)
-        else:
-            for key in request.partition_keys:
-                instance.delete_dynamic_partition(request.partitions_def_name, key)
+    result = tick_landing_sensor(defs, instance, cursor)
     return result, time.perf_counter() - started
 
 

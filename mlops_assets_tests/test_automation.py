@@ -25,32 +25,14 @@ from mlops_assets.resources.mlflow import ModelRegistry
 from mlops_assets.sources import DEMO_SOURCE, SETTLE_SECONDS, still_being_written
 
 from .conftest import QUICK_TRAINING, Project, failure_messages
+from .sensors import tick_landing_sensor
 
 FILE_ASSETS = {"validated_dataset", "quarantined_rows", "drift_report"}
 MODEL_ASSETS = {"trained_model", "registered_model", "batch_predictions", "model_report"}
 
 
 def _tick(project: Project, cursor: str | None = None) -> Any:
-    """One evaluation of landing_sensor; its partition requests are applied, as the daemon
-    applies them."""
-    defs = project.definitions()
-    sensor = defs.get_sensor_def("landing_sensor")
-    context = dg.build_sensor_context(
-        instance=project.instance,
-        instance_ref=project.instance.get_ref(),
-        cursor=cursor,
-        definitions=defs,
-    )
-    result = sensor.evaluate_tick(context)
-    for request in result.dynamic_partitions_requests or []:
-        if isinstance(request, dg.AddDynamicPartitionsRequest):
-            project.instance.add_dynamic_partitions(
-                request.partitions_def_name, request.partition_keys
-            )
-        else:
-            for key in request.partition_keys:
-                project.instance.delete_dynamic_partition(request.partitions_def_name, key)
-    return result
+    return tick_landing_sensor(project.definitions(), project.instance, cursor)
 
 
 def _partitions(project: Project) -> list[str]:
