@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    from mlops_assets.tracking_store import create_in_background
+    from mlops_assets.tracking_store import create_in_background, setup_log
 
     # The progress lines and the summary say what happened; MLflow's INFO lines (creating its
     # tables on a first run) only interleave with them.
@@ -30,8 +30,12 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         f"mlops-assets: materializing the asset graph (MLOPS_HOME={settings.home}) ...", flush=True
     )
     summary = run_pipeline(settings, log_level=args.log_level)
-    if store is not None:
-        store.wait()
+    if store is not None and store.wait() != 0:
+        print(
+            "mlops-assets: creating the MLflow store in the background failed (see "
+            f"{setup_log(settings.tracking_uri)}); the run created it itself",
+            file=sys.stderr,
+        )
     print(summary.render(), file=sys.stdout if summary.success else sys.stderr)
     return 0 if summary.success else 1
 

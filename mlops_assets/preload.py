@@ -10,6 +10,12 @@ Only beside long native stretches, though. Small data's fits are thousands of sh
 each time the sweep hands the GIL over to release it, the importing thread keeps it for up to
 the interpreter's 5 ms switch interval: on the demo's 455 rows that doubled the
 cross-validation (1.5 s -> 3.6 s) and saved nothing.
+
+One shared state is touched from both threads: `warnings.catch_warnings` saves and restores the
+process's warning filters and is not thread-safe (skops enters it for each ufunc it looks up,
+scikit-learn for each array it checks). Overlapping, the two can leave a filter of the other
+in place for the rest of the process: at worst a warning shown or hidden, never a result
+changed.
 """
 
 import importlib

@@ -96,9 +96,10 @@ class Settings:
 
     def tracking_uri_has_store(self) -> bool:
         """False when a local SQLite store was never created: nothing to read, nothing to create."""
-        if self.tracking_uri.startswith("sqlite:///"):
-            return Path(self.tracking_uri.removeprefix("sqlite:///")).exists()
-        return True
+        from mlops_assets.tracking_store import sqlite_path
+
+        database = sqlite_path(self.tracking_uri)
+        return database is None or database.exists()
 
     def as_plain(self) -> dict[str, object]:
         """The settings as strings, numbers and None (what Dagster can pass to a job factory

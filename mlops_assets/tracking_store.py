@@ -7,7 +7,6 @@ store is ready by the time the run's MLflow resource asks for it, while the othe
 Dagster and the run.
 """
 
-import fcntl
 import os
 import subprocess
 import sys
@@ -16,8 +15,28 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-# flock is per open file description, not per thread: threads take this lock as well.
-_THREAD_LOCK = threading.RLock()
+_GUARD = threading.Lock()
+_THREAD_LOCKS: dict[Path, threading.Lock] = {}
+# Local stores this process has seen made (or waited for): no lock to pass through again.
+_READY: set[str] = set()
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path` across processes (flock) and across this process's threads:
+    flock is per open file description, not per thread. Not re-entrant: a thread that takes it
+    twice waits for itself."""
+    import fcntl  # POSIX only, and only for local stores: a remote store needs no lock
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _GUARD:
+        thread_lock = _THREAD_LOCKS.setdefault(path, threading.Lock())
+    with thread_lock, path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def configure_mlflow_environment() -> None:
@@ -28,7 +47,8 @@ def configure_mlflow_environment() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
-def _sqlite_path(tracking_uri: str) -> Path | None:
+def sqlite_path(tracking_uri: str) -> Path | None:
+    """The database file of a local SQLite store; None for any other store."""
     if tracking_uri.startswith("sqlite:///"):
         return Path(tracking_uri.removeprefix("sqlite:///"))
     return None
@@ -42,17 +62,21 @@ def _lock_path(database: Path) -> Path:
 def setup_lock(tracking_uri: str) -> Iterator[None]:
     """Held while a local store is created or its experiment looked up: whoever comes second
     waits and then finds the store made, instead of migrating it at the same time."""
-    database = _sqlite_path(tracking_uri)
+    database = sqlite_path(tracking_uri)
     if database is None:
         yield
         return
-    database.parent.mkdir(parents=True, exist_ok=True)
-    with _THREAD_LOCK, _lock_path(database).open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with file_lock(_lock_path(database)):
+        yield
+
+
+def wait_for_store(tracking_uri: str) -> None:
+    """Before a client opens a local store: wait while another process is still creating it
+    (MLflow migrates a new database on first open, with no lock of its own). Once per process."""
+    if tracking_uri in _READY or sqlite_path(tracking_uri) is None:
+        return
+    with setup_lock(tracking_uri):
+        _READY.add(tracking_uri)
 
 
 def _ensure(tracking_uri: str, name: str, artifact_location: str | None) -> str:
@@ -72,7 +96,15 @@ def _ensure(tracking_uri: str, name: str, artifact_location: str | None) -> str:
 def ensure_experiment(tracking_uri: str, name: str, artifact_location: str | None) -> str:
     """Create the experiment with its artifact location before anything else can create it."""
     with setup_lock(tracking_uri):
-        return _ensure(tracking_uri, name, artifact_location)
+        experiment_id = _ensure(tracking_uri, name, artifact_location)
+        _READY.add(tracking_uri)
+        return experiment_id
+
+
+def setup_log(tracking_uri: str) -> Path | None:
+    """Where the background creation of a local store writes what went wrong."""
+    database = sqlite_path(tracking_uri)
+    return None if database is None else database.with_name(database.name + ".setup.log")
 
 
 def create_in_background(
@@ -82,38 +114,49 @@ def create_in_background(
     return that process (None when there is nothing to create or someone else is creating it).
 
     The process inherits the setup lock already taken here, so anything in this process that
-    needs the store waits for it in `ensure_experiment`. Should it fail, that call creates the
-    store itself and reports the error where the run shows it."""
-    database = _sqlite_path(tracking_uri)
-    if database is None or database.exists():
+    opens the store waits for it (`ensure_experiment`, `wait_for_store`). Should it fail, the
+    first of those creates the store itself and raises MLflow's error where the run shows it;
+    the child's own output is in `setup_log`. It runs in a session of its own, so a Ctrl-C
+    meant for the run does not stop it halfway through a migration."""
+    import fcntl
+
+    database = sqlite_path(tracking_uri)
+    log = setup_log(tracking_uri)
+    if database is None or log is None or database.exists():
         return None
     database.parent.mkdir(parents=True, exist_ok=True)
-    with _THREAD_LOCK:
-        handle = _lock_path(database).open("a")
-        try:
+    lock = _lock_path(database)
+    with _GUARD:
+        thread_lock = _THREAD_LOCKS.setdefault(lock, threading.Lock())
+    if not thread_lock.acquire(blocking=False):
+        return None
+    try:
+        with lock.open("a") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 return None
-            # The lock is the open file's, shared with the child: closing our copy below leaves
-            # it held until the child exits.
-            return subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    __name__,
-                    str(handle.fileno()),
-                    tracking_uri,
-                    name,
-                    artifact_location or "",
-                ],
-                pass_fds=(handle.fileno(),),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        finally:
-            handle.close()
+            # The lock belongs to the open file, which the child shares: closing our copy
+            # leaves it held until the child exits.
+            with log.open("w") as output:
+                return subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        __name__,
+                        str(handle.fileno()),
+                        tracking_uri,
+                        name,
+                        artifact_location or "",
+                    ],
+                    pass_fds=(handle.fileno(),),
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=output,
+                    start_new_session=True,
+                )
+    finally:
+        thread_lock.release()
 
 
 def _main(argv: list[str]) -> int:

@@ -13,7 +13,8 @@ from sklearn.datasets import load_breast_cancer
 from mlops_assets.cli import main
 from mlops_assets.gate import GateRules
 from mlops_assets.promotion import gate_and_register
-from mlops_assets.resources.mlflow import CHAMPION, ModelRegistry, RegistryError, ensure_experiment
+from mlops_assets.resources.mlflow import CHAMPION, ModelRegistry, RegistryError
+from mlops_assets.tracking_store import ensure_experiment
 from mlops_assets.training.evaluate import baseline_score
 from mlops_assets.training.pipeline import SKOPS_TRUSTED_TYPES, build_pipeline
 from mlops_assets.training.sweep import Split, split_holdout

@@ -1,6 +1,7 @@
 """Work moved off a run's path: a fresh MLflow store made by a process of its own, and the
 imports that follow training done on a thread while it fits."""
 
+import fcntl
 import sys
 import threading
 from pathlib import Path
@@ -9,7 +10,17 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from mlops_assets.preload import preloading
-from mlops_assets.tracking_store import create_in_background, ensure_experiment
+from mlops_assets.tracking_store import create_in_background, ensure_experiment, wait_for_store
+
+
+def _held(lock: Path) -> bool:
+    with lock.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
 
 
 def test_a_fresh_store_is_made_in_the_background_and_waited_for(tmp_path: Path) -> None:
@@ -17,9 +28,14 @@ def test_a_fresh_store_is_made_in_the_background_and_waited_for(tmp_path: Path) 
     artifacts = tmp_path / "home" / "mlartifacts"
     process = create_in_background(uri, "background", str(artifacts))
     assert process is not None
-    # The setup lock went to the child: this call waits for it, then finds what it made.
-    experiment_id = ensure_experiment(uri, "background", str(artifacts))
+    # The setup lock went to the child with its open file: held though this process let go.
+    assert _held(tmp_path / "home" / "mlflow.db.setup.lock")
+    # A client opening the store waits for the child to finish making it: the experiment,
+    # the child's last step, is there.
+    wait_for_store(uri)
+    assert MlflowClient(tracking_uri=uri).get_experiment_by_name("background") is not None
     assert process.wait(timeout=60) == 0
+    experiment_id = ensure_experiment(uri, "background", str(artifacts))
     experiment = MlflowClient(tracking_uri=uri).get_experiment(experiment_id)
     assert experiment.name == "background"
     assert experiment.artifact_location == artifacts.resolve().as_uri()
@@ -32,6 +48,7 @@ def test_a_store_being_made_elsewhere_is_not_made_twice(tmp_path: Path) -> None:
     first = create_in_background(uri, "twice", None)
     assert first is not None
     # Its lock is held by the first child: a second start gives way instead of migrating too.
+    assert _held(tmp_path / "mlflow.db.setup.lock")
     assert create_in_background(uri, "twice", None) is None
     assert first.wait(timeout=60) == 0
     assert MlflowClient(tracking_uri=uri).get_experiment_by_name("twice") is not None
@@ -59,7 +76,7 @@ def test_preloading_imports_on_its_own_thread_and_waits(
     assert "preload_broken" not in sys.modules
     with pytest.raises(RuntimeError, match="broken on purpose"):
         __import__("preload_broken")
-    monkeypatch.delitem(sys.modules, "preload_probe")
+    sys.modules.pop("preload_probe", None)
 
 
 def test_preloading_disabled_leaves_the_imports_to_their_steps(

@@ -262,11 +262,13 @@ def _openmp_threads() -> set[int]:
 
 def test_small_fits_and_predictions_run_openmp_on_one_thread() -> None:
     import sklearn.ensemble  # noqa: F401  (loads scikit-learn's OpenMP runtime)
+    from threadpoolctl import threadpool_limits
 
-    configured = _openmp_threads()
-    assert configured
-    with threads_for(THREADED_ROWS - 1):
-        assert _openmp_threads() == {1}
-    assert _openmp_threads() == configured
-    with threads_for(THREADED_ROWS):
-        assert _openmp_threads() == configured
+    # Two threads to start from, whatever this machine or OMP_NUM_THREADS says.
+    with threadpool_limits(limits=2, user_api="openmp"):
+        assert _openmp_threads() == {2}
+        with threads_for(THREADED_ROWS - 1):
+            assert _openmp_threads() == {1}
+        assert _openmp_threads() == {2}
+        with threads_for(THREADED_ROWS):
+            assert _openmp_threads() == {2}

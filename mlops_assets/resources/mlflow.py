@@ -11,7 +11,6 @@ run id, which is what the assets want. It falls short in three ways, handled her
 """
 
 import tempfile
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -21,13 +20,17 @@ from typing import Any
 import dagster as dg
 import yaml
 
-from mlops_assets.tracking_store import configure_mlflow_environment, ensure_experiment
+from mlops_assets.tracking_store import (
+    configure_mlflow_environment,
+    ensure_experiment,
+    file_lock,
+    sqlite_path,
+    wait_for_store,
+)
 from mlops_assets.training.trusted import SKOPS_TRUSTED_TYPES
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-# flock is per open file description, not per thread: threads also take this lock.
-_THREAD_LOCK = threading.RLock()
 
 
 @dg.resource(
@@ -123,6 +126,7 @@ class ModelRegistry(dg.ConfigurableResource):
         from mlflow.tracking import MlflowClient
 
         configure_mlflow_environment()
+        wait_for_store(self.tracking_uri)
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
 
     def version_for_alias(self, alias: str) -> Any | None:
@@ -156,19 +160,12 @@ class ModelRegistry(dg.ConfigurableResource):
         """Serialise read-champion / register / move-alias. Across Dagster runs the
         `mlflow_registry` pool does it; this file lock also covers other processes and threads
         sharing a local SQLite store."""
-        if not self.tracking_uri.startswith("sqlite:///"):
+        database = sqlite_path(self.tracking_uri)
+        if database is None:
             yield
             return
-        import fcntl
-
-        path = Path(self.tracking_uri.removeprefix("sqlite:///") + ".registry.lock")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with _THREAD_LOCK, path.open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with file_lock(database.with_name(database.name + ".registry.lock")):
+            yield
 
     def move_champion(self, version: int, tags: dict[str, str]) -> int | None:
         """Point `champion` at `version`, recording on it the version it replaces; the alias

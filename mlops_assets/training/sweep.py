@@ -183,6 +183,11 @@ def stratified_sample(labels: pd.Series, rows: int, seed: int) -> np.ndarray:
     return np.sort(positions)
 
 
+def races(train_rows: int, candidates: int, full_cv_rows: int) -> bool:
+    """Whether the sweep races candidates over samples instead of cross-validating them all."""
+    return train_rows > full_cv_rows and candidates > 1
+
+
 def rung_sizes(rows: int, candidates: int, factor: int, min_rows: int, max_rows: int) -> list[int]:
     """Rows per rung: the last at `max_rows` (or all rows), each earlier one `factor` times
     smaller, as many rungs as halving needs to leave about `factor` candidates, none below
@@ -375,9 +380,9 @@ def run_sweep(
     cv_folds: int = 3,
     *,
     n_estimators: list[int] | None = None,
-    full_cv_rows: int = 10_000,
+    full_cv_rows: int = 6_000,
     max_search_rows: int = 20_000,
-    min_search_rows: int = 3_000,
+    min_search_rows: int = 2_000,
     factor: int = 3,
     progress: Progress | None = None,
     keep_training_rows: bool = True,
@@ -404,7 +409,7 @@ def run_sweep(
     if metric == "roc_auc" and n_classes == 2:
         scoring = "roc_auc"
     rows = len(train_y)
-    halving = rows > full_cv_rows and len(candidates) > 1
+    halving = races(rows, len(candidates), full_cv_rows)
     sizes = (
         rung_sizes(rows, len(candidates), factor, min_search_rows, max_search_rows)
         if halving
@@ -462,6 +467,7 @@ __all__ = [
     "SweepResult",
     "grid",
     "holdout_for",
+    "races",
     "run_sweep",
     "rung_sizes",
     "split_holdout",
