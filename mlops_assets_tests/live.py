@@ -49,7 +49,7 @@ class Live:
         """Newest first, with their tags and timestamps."""
         data = self.graphql(
             "{ runsOrError { ... on Runs { results { runId status tags { key value } "
-            "creationTime startTime endTime } } } }"
+            "creationTime startTime endTime assetSelection { path } } } } }"
         )
         return list(data["runsOrError"]["results"])
 
