@@ -21,6 +21,12 @@ _THREAD_LOCKS: dict[Path, threading.Lock] = {}
 _READY: set[str] = set()
 
 
+def _thread_lock(path: Path) -> threading.Lock:
+    """This process's lock for `path`: one per file, shared by every thread."""
+    with _GUARD:
+        return _THREAD_LOCKS.setdefault(path, threading.Lock())
+
+
 @contextmanager
 def file_lock(path: Path) -> Iterator[None]:
     """An exclusive lock on `path` across processes (flock) and across this process's threads:
@@ -29,9 +35,7 @@ def file_lock(path: Path) -> Iterator[None]:
     import fcntl  # POSIX only, and only for local stores: a remote store needs no lock
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _GUARD:
-        thread_lock = _THREAD_LOCKS.setdefault(path, threading.Lock())
-    with thread_lock, path.open("a") as handle:
+    with _thread_lock(path), path.open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -126,8 +130,7 @@ def create_in_background(
         return None
     database.parent.mkdir(parents=True, exist_ok=True)
     lock = _lock_path(database)
-    with _GUARD:
-        thread_lock = _THREAD_LOCKS.setdefault(lock, threading.Lock())
+    thread_lock = _thread_lock(lock)
     if not thread_lock.acquire(blocking=False):
         return None
     try:
