@@ -8,6 +8,8 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+# First: importing it tunes the garbage collector for what this process will import.
+import mlops_assets.collection  # noqa: F401
 from mlops_assets.settings import Settings
 
 if TYPE_CHECKING:

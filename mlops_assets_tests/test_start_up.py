@@ -1,8 +1,11 @@
-"""Work moved off a run's path: a fresh MLflow store made by a process of its own, and the
-imports that follow training done on a thread while it fits."""
+"""Work moved off a run's path: a fresh MLflow store made by a process of its own, the
+imports that follow training done on a thread while it fits, and the garbage collector tuned
+for a platform process."""
 
 import fcntl
+import subprocess
 import sys
+import textwrap
 import threading
 from pathlib import Path
 
@@ -87,3 +90,40 @@ def test_preloading_disabled_leaves_the_imports_to_their_steps(
     with preloading(("preload_untouched",), enabled=False):
         pass
     assert "preload_untouched" not in sys.modules
+
+
+_CYCLE_AT_EXIT = textwrap.dedent(
+    """
+    import gc, sys
+    if sys.argv[1] == "platform":
+        {imports}
+    class Cycle:
+        def __init__(self):
+            self.me = self
+        def __del__(self):
+            print("finalized at exit", flush=True)
+    Cycle()
+    print("young threshold", gc.get_threshold()[0], flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize(
+    "imports", ["import mlops_assets.collection", "import mlops_assets.definitions"]
+)
+def test_a_platform_process_collects_less_often_and_not_at_exit(imports: str) -> None:
+    """The CLI and the code location (code server, run workers) import the tuning: young
+    collections every 10,000 allocations, and no final walk of the heap at exit; a plain
+    process keeps CPython's defaults and its final collection."""
+    script = _CYCLE_AT_EXIT.format(imports=imports)
+
+    def run(kind: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", script, kind], capture_output=True, text=True, check=True
+        )
+        return done.stdout
+
+    plain, platform = run("plain"), run("platform")
+    assert "young threshold 700" in plain and "finalized at exit" in plain
+    assert "young threshold 10000" in platform
+    assert "finalized at exit" not in platform
