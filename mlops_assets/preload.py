@@ -2,14 +2,16 @@
 
 Fitting trees runs in native code that releases the GIL, and most of a run's single-threaded
 seconds are imports (skops alone imports every scikit-learn estimator and pytest: about a
-second). Importing those modules beside the sweep costs the run no wall time; importing them
+second). Importing those modules beside a long fit costs the run no wall time; importing them
 after it, where they are needed, costs it in full (measured at 100,000 rows: logging the model
-2.0 s -> 0.9 s, the model report 1.5 s -> 0.6 s, the sweep unchanged).
+2.0 s -> 0.9 s, the model report 1.5 s -> 0.6 s).
 
-Only beside long native stretches, though. Small data's fits are thousands of short ones, and
-each time the sweep hands the GIL over to release it, the importing thread keeps it for up to
-the interpreter's 5 ms switch interval: on the demo's 455 rows that doubled the
-cross-validation (1.5 s -> 3.6 s) and saved nothing.
+Only beside long native stretches, though: the refit of a race's winner, not the race. Each time
+a fit hands the GIL over to release it, the importing thread keeps it for up to the
+interpreter's 5 ms switch interval. A race's hundreds of short fits (a forest's trees on a few
+thousand rows) each paid that: beside the race, the run at 100,000 rows took 1.2-2 s longer
+than beside the refit. On the demo's 455 rows, beside full cross-validation, it doubled the
+sweep (1.5 s -> 3.6 s) and saved nothing.
 
 One shared state is touched from both threads: `warnings.catch_warnings` saves and restores the
 process's warning filters and is not thread-safe (skops enters it for each ufunc it looks up,

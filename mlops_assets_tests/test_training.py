@@ -1,5 +1,8 @@
 """Training without Dagster: the split, the sweep, the metrics."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -154,6 +157,13 @@ def test_large_data_races_candidates_on_samples_then_refits_the_winner_on_all_ro
         "hist_gradient_boosting", learning_rate=[0.1, 0.3], max_leaf_nodes=[15, 31]
     )
     lines: list[str] = []
+
+    @contextmanager
+    def beside_refit() -> Iterator[None]:
+        lines.append("<beside>")
+        yield
+        lines.append("</beside>")
+
     result = run_sweep(
         frame,
         features,
@@ -163,9 +173,18 @@ def test_large_data_races_candidates_on_samples_then_refits_the_winner_on_all_ro
         max_search_rows=2400,
         min_search_rows=300,
         progress=lines.append,
+        beside_refit=beside_refit,
     )
     train_rows = len(result.split.train_y)
     assert train_rows == 4800
+    # Work for another thread (the later steps' imports) runs beside the refit only, never
+    # beside the race's short fits.
+    opened = lines.index("<beside>")
+    assert lines.count("<beside>") == 1
+    assert lines[opened - 1].startswith("refitting the best")
+    assert lines[opened + 1] == "</beside>"
+    assert lines[opened + 2].startswith("refit done")
+    lines = [line for line in lines if line not in ("<beside>", "</beside>")]
     assert result.search == "successive halving over 800, 2,400 rows"
     # Every candidate ran the first rung; only the best third went on to the larger sample.
     assert {c.rows for c in result.candidates} == {800, 2400}

@@ -188,24 +188,24 @@ def trained_model(
     split = split_holdout(frame, features, schema.target, config.test_size, config.seed)
     del frame
     candidates = config.candidates()
-    # A race over samples fits in long native stretches that leave the GIL free for imports;
-    # full cross-validation on small data does not (see mlops_assets.preload).
+    # What the steps after the sweep import is imported beside the refit of a race's winner, a
+    # long native fit (see mlops_assets.preload for why not beside the race or small data).
     racing = races(len(split.train_positions), len(candidates), config.full_cv_rows)
-    with preloading(enabled=racing):
-        result = run_sweep(
-            split,
-            features,
-            schema.target,
-            candidates,
-            metric=config.metric,
-            test_size=config.test_size,
-            seed=config.seed,
-            cv_folds=config.cv_folds,
-            full_cv_rows=config.full_cv_rows,
-            max_search_rows=config.max_search_rows,
-            progress=context.log.info,
-            keep_training_rows=False,
-        )
+    result = run_sweep(
+        split,
+        features,
+        schema.target,
+        candidates,
+        metric=config.metric,
+        test_size=config.test_size,
+        seed=config.seed,
+        cv_folds=config.cv_folds,
+        full_cv_rows=config.full_cv_rows,
+        max_search_rows=config.max_search_rows,
+        progress=context.log.info,
+        keep_training_rows=False,
+        beside_refit=lambda: preloading(enabled=racing),
+    )
     with dagster_mlflow_run(mlflow_tracking) as run:
         for candidate in result.candidates:
             with mlflow.start_run(run_name=candidate.label, nested=True):

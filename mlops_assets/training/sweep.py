@@ -13,7 +13,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -386,10 +386,12 @@ def run_sweep(
     factor: int = 3,
     progress: Progress | None = None,
     keep_training_rows: bool = True,
+    beside_refit: Callable[[], AbstractContextManager[Any]] = nullcontext,
 ) -> SweepResult:
     """`frame` is the validated data, or its Split when the caller has let go of the frame;
     with `keep_training_rows=False` the split lets go of it too before the refit's model
-    copies the rows (at ten million rows, gigabytes)."""
+    copies the rows (at ten million rows, gigabytes). `beside_refit()` is entered around the
+    refit: work for another thread while the model fits."""
     if metric not in METRICS:
         raise ValueError(f"unknown metric '{metric}': choose one of {', '.join(METRICS)}")
     if candidates is None:
@@ -440,7 +442,7 @@ def run_sweep(
     estimate = f" (at most ~{expected:.0f} s, scaled up from the sample)" if expected >= 1 else ""
     clock.say(f"refitting the best, {best.label}, on all {rows:,} training rows{estimate}")
     started = time.monotonic()
-    with clock.heartbeat(f"refitting on {rows:,} rows", expected):
+    with beside_refit(), clock.heartbeat(f"refitting on {rows:,} rows", expected):
         model = _refit(split, train_y, best, seed, n_classes, keep_training_rows)
     refit_seconds = time.monotonic() - started
     holdout = score(model, split.test_x, split.test_y)
