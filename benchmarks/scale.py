@@ -140,7 +140,9 @@ class StepMemory:
     """The run process's resident memory, sampled every 0.2 s and kept as a peak per step (the
     step whose start line came last), so the benchmark says which step sets the peak. The
     kernel's high-water mark (VmHWM) is read too: a peak shorter than the interval still
-    raises it, and the step it rose in is named."""
+    raises it. The step named for it is the one current at the first sample after it rose
+    (a peak in a step's last 0.2 s is credited to the next). Child processes (the MLflow
+    store's, tens of MB) are not counted."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
@@ -232,7 +234,7 @@ def run_platform(workdir: Path, csv: Path, log: Path) -> dict[str, Any]:
         # Not wait4's ru_maxrss: exec records the forking process's high-water mark in the
         # child's, so after the floor (which held ten million rows in this process) it reported
         # 13.1 GiB for a run whose own peak was 7.1 GiB.
-        "peak_gib": max([memory.high_water, *step_peaks.values()]),
+        "peak_gib": round(memory.high_water, 2),
         "step_peak_gib": step_peaks,
         "high_water_step": memory.high_water_step,
         "artifact_mb": artifacts[-1].stat().st_size / 1e6 if artifacts else float("nan"),

@@ -12,7 +12,8 @@ import dagster as dg
 import scipy.special  # noqa: F401
 
 # The code server and every run worker load this module: importing this one tunes the garbage
-# collector before the thousands of modules below (and MLflow's, at the run's start) arrive.
+# collector before the modules below and MLflow's (at the run's start) are imported. Dagster
+# itself is imported before, by the process that loads this module.
 import mlops_assets.collection  # noqa: F401
 from mlops_assets.assets.data import raw_dataset, validation
 from mlops_assets.assets.model import registered_model, trained_model

@@ -9,8 +9,8 @@ after it, where they are needed, costs it in full (measured at 100,000 rows: log
 Only beside long native stretches, though: the refit of a race's winner, not the race. Each time
 a fit hands the GIL over to release it, the importing thread keeps it for up to the
 interpreter's 5 ms switch interval. A race's hundreds of short fits (a forest's trees on a few
-thousand rows) each paid that: beside the race, the run at 100,000 rows took 1.2-2 s longer
-than beside the refit. On the demo's 455 rows, beside full cross-validation, it doubled the
+thousand rows) each paid that: beside the race, the run at 100,000 rows took 1.2-2.2 s
+longer than beside the refit. On the demo's 455 rows, beside full cross-validation, it doubled the
 sweep (1.5 s -> 3.6 s) and saved nothing.
 
 One shared state is touched from both threads: `warnings.catch_warnings` saves and restores the

@@ -109,21 +109,29 @@ _CYCLE_AT_EXIT = textwrap.dedent(
 
 
 @pytest.mark.parametrize(
-    "imports", ["import mlops_assets.collection", "import mlops_assets.definitions"]
+    "imports",
+    [
+        "import mlops_assets.collection",
+        "import mlops_assets.cli",
+        "import mlops_assets.definitions",
+    ],
 )
 def test_a_platform_process_collects_less_often_and_not_at_exit(imports: str) -> None:
     """The CLI and the code location (code server, run workers) import the tuning: young
-    collections every 10,000 allocations, and no final walk of the heap at exit; a plain
-    process keeps CPython's defaults and its final collection."""
+    collections every 10,000 allocations at least, and no final walk of the heap at exit; a
+    plain process keeps CPython's defaults and its final collection."""
     script = _CYCLE_AT_EXIT.format(imports=imports)
 
-    def run(kind: str) -> str:
-        done = subprocess.run(
+    def run(kind: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
             [sys.executable, "-c", script, kind], capture_output=True, text=True, check=True
         )
-        return done.stdout
 
     plain, platform = run("plain"), run("platform")
-    assert "young threshold 700" in plain and "finalized at exit" in plain
-    assert "young threshold 10000" in platform
-    assert "finalized at exit" not in platform
+    default = int(plain.stdout.split("young threshold ")[1].split()[0])
+    assert "finalized at exit" in plain.stdout
+    assert f"young threshold {max(default, 10_000)}" in platform.stdout
+    assert "finalized at exit" not in platform.stdout
+    # Module teardown without the last collection reports nothing (no finalizer failing on
+    # globals already cleared).
+    assert "Exception ignored" not in platform.stderr
