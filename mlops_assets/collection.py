@@ -22,8 +22,6 @@ import gc
 # often (CPython also waits for a quarter of the heap to be new before one).
 YOUNG_THRESHOLD = 10_000
 
-_registered = False
-
 
 def tune() -> None:
     """Raise the young generation's threshold (never lower it) and, at exit, skip the last
@@ -32,13 +30,11 @@ def tune() -> None:
     left in reference cycles at exit do not run; the process's memory goes back with it.
     Nothing here relies on them: files are written inside `with` blocks, and SQLite has
     committed what it keeps."""
-    global _registered
     young, middle, old = gc.get_threshold()
     if young < YOUNG_THRESHOLD:
         gc.set_threshold(YOUNG_THRESHOLD, middle, old)
-    if not _registered:
-        atexit.register(gc.freeze)
-        _registered = True
+    atexit.register(gc.freeze)
 
 
+# Once per process: a module is executed only on its first import.
 tune()
