@@ -9,6 +9,11 @@ MLOPS_HOME, as a user would run it. Printed per size: each step's wall time (fro
 progress lines), the run's peak RSS (its process, by wait4), the registered artifact's size and
 the holdout macro-F1.
 
+A new MLOPS_HOME's MLflow store is a copy of the empty store this user's first run left in the
+cache (`MLOPS_CACHE_DIR`); with `--cold-store` every run starts with an empty cache instead and
+pays MLflow's migrations, as the first run of an MLflow release for a user does. Which of the
+two a run had is printed with it.
+
 The floor is measured in the same invocation on the same CSV: reading it (pandas over Arrow),
 then a bare `HistGradientBoostingClassifier` (defaults, categoricals from dtype) fit and predict
 on the same stratified 80/20 split. The ratio printed is platform wall time / floor wall time.
@@ -190,6 +195,9 @@ def run_platform(workdir: Path, csv: Path, log: Path) -> dict[str, Any]:
         "MLOPS_SCHEMA": str(schema),
         "MLOPS_TARGET": TARGET,
     }
+    from mlops_assets.tracking_store import store_template
+
+    store = "copied from the cached empty store" if store_template().exists() else "built"
     started = time.perf_counter()
     subprocess.run(
         [cli, "schema", "infer", str(csv), "--target", TARGET, "-o", str(schema)],
@@ -229,6 +237,7 @@ def run_platform(workdir: Path, csv: Path, log: Path) -> dict[str, Any]:
     artifacts = sorted((workdir / "home" / "mlartifacts").rglob("model.skops"))
     return {
         "schema_infer_s": infer,
+        "mlflow_store": store,
         "run_s": wall,
         "steps": steps,
         # Not wait4's ru_maxrss: exec records the forking process's high-water mark in the
@@ -252,9 +261,17 @@ def main() -> None:
         action="store_true",
         help="profile the platform alone (no floor, no ratio): for looking into one step",
     )
+    parser.add_argument(
+        "--cold-store",
+        action="store_true",
+        help="no cached empty MLflow store: each run builds its store as a user's first does",
+    )
     args = parser.parse_args()
     root = args.workdir or Path(tempfile.mkdtemp(prefix="mlops-scale-"))
     root.mkdir(parents=True, exist_ok=True)
+    if args.cold_store:
+        # Read by the runs (inherited) and by this process when it reports which store they had.
+        os.environ["MLOPS_CACHE_DIR"] = str(root / "user-cache")
     results = []
     for rows in args.rows:
         workdir = root / f"rows-{rows}"
@@ -268,6 +285,8 @@ def main() -> None:
             print(f"floor: read + HistGradientBoosting on {rows:,} rows ...", flush=True)
             base = floor(csv)
             print(f"  {json.dumps({k: round(v, 3) for k, v in base.items()})}", flush=True)
+        if args.cold_store:
+            subprocess.run(["rm", "-rf", os.environ["MLOPS_CACHE_DIR"]], check=True)
         for stale in ("landing", "home", "scoring", "scale.yaml"):
             target = workdir / stale
             if target.is_dir():
@@ -299,6 +318,7 @@ def main() -> None:
         print(f"peak RSS by step at {r['rows']:,} rows (GiB): {peaks}")
         where = r["platform"]["high_water_step"]
         print(f"  the peak (the run process's VmHWM) was reached in {where}")
+        print(f"  its MLflow store was {r['platform']['mlflow_store']}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -24,6 +24,20 @@ from mlops_assets.settings import Settings
 warnings.filterwarnings("ignore", message=r".*is currently in beta.*")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def user_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The platform's per-user cache (the empty MLflow store) for this session only: tests,
+    and the processes they start, never read or write the real user's."""
+    path = tmp_path_factory.mktemp("user-cache")
+    previous = os.environ.get("MLOPS_CACHE_DIR")
+    os.environ["MLOPS_CACHE_DIR"] = str(path)
+    yield path
+    if previous is None:
+        del os.environ["MLOPS_CACHE_DIR"]
+    else:
+        os.environ["MLOPS_CACHE_DIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def mlflow_db_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An MLflow SQLite store with its migrations applied once (3-4 s each time otherwise)."""

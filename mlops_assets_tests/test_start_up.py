@@ -1,8 +1,9 @@
-"""Work moved off a run's path: a fresh MLflow store made by a process of its own, the
-imports that follow training done on a thread while it fits, and the garbage collector tuned
-for a platform process."""
+"""Work moved off a run's path: a fresh MLflow store copied from the user's cached empty one
+(or made by a process of its own the first time), the imports that follow training done on a
+thread while it fits, and the garbage collector tuned for a platform process."""
 
 import fcntl
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -12,8 +13,22 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from mlops_assets import tracking_store
 from mlops_assets.preload import preloading
-from mlops_assets.tracking_store import create_in_background, ensure_experiment, wait_for_store
+from mlops_assets.tracking_store import (
+    create_in_background,
+    ensure_experiment,
+    store_template,
+    wait_for_store,
+)
+
+
+@pytest.fixture
+def empty_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A user with no cached empty store yet: the first store is made the slow way."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MLOPS_CACHE_DIR", str(cache))
+    return cache
 
 
 def _held(lock: Path) -> bool:
@@ -26,7 +41,9 @@ def _held(lock: Path) -> bool:
         return False
 
 
-def test_a_fresh_store_is_made_in_the_background_and_waited_for(tmp_path: Path) -> None:
+def test_a_fresh_store_is_made_in_the_background_and_waited_for(
+    tmp_path: Path, empty_cache: Path
+) -> None:
     uri = f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}"
     artifacts = tmp_path / "home" / "mlartifacts"
     process = create_in_background(uri, "background", str(artifacts))
@@ -44,9 +61,12 @@ def test_a_fresh_store_is_made_in_the_background_and_waited_for(tmp_path: Path) 
     assert experiment.artifact_location == artifacts.resolve().as_uri()
     # The store exists now: nothing more to start.
     assert create_in_background(uri, "background", str(artifacts)) is None
+    # On its way, the child left the empty store in the user's cache for the next home.
+    assert store_template().parent == empty_cache
+    assert store_template().is_file()
 
 
-def test_a_store_being_made_elsewhere_is_not_made_twice(tmp_path: Path) -> None:
+def test_a_store_being_made_elsewhere_is_not_made_twice(tmp_path: Path, empty_cache: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     first = create_in_background(uri, "twice", None)
     assert first is not None
@@ -59,6 +79,67 @@ def test_a_store_being_made_elsewhere_is_not_made_twice(tmp_path: Path) -> None:
 
 def test_a_remote_store_is_left_to_its_server(tmp_path: Path) -> None:
     assert create_in_background("http://127.0.0.1:9/", "remote", None) is None
+
+
+def _schema(database: Path) -> dict[str, list[str]]:
+    """Each table's and index's definition, its lines sorted: MLflow writes a table's CHECK
+    constraints in an order that varies from one process to the next (a set's)."""
+    with sqlite3.connect(database) as connection:
+        rows = connection.execute("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL")
+        return {name: sorted(sql.splitlines()) for name, sql in rows}
+
+
+def _revision(database: Path) -> list[tuple[str]]:
+    with sqlite3.connect(database) as connection:
+        return connection.execute("SELECT version_num FROM alembic_version").fetchall()
+
+
+def test_a_new_home_gets_a_copy_of_the_cached_empty_store(
+    tmp_path: Path, empty_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow's migrations run once per MLflow release and user; every later home copies what
+    they left, and MLflow cannot tell the copy from a store it made itself."""
+    first = tmp_path / "first" / "mlflow.db"
+    ensure_experiment(f"sqlite:///{first}", "first", None)
+    template = store_template()
+    assert template.is_file()
+    with sqlite3.connect(template) as connection:
+        # Empty: MLflow adds its Default experiment to each copy as it opens it.
+        assert connection.execute("SELECT COUNT(*) FROM experiments").fetchone() == (0,)
+
+    def no_second_build(_: Path) -> None:
+        raise AssertionError("the cached empty store was built again")
+
+    monkeypatch.setattr(tracking_store, "_build_template", no_second_build)
+    second = tmp_path / "second" / "mlflow.db"
+    artifacts = tmp_path / "second" / "mlartifacts"
+    # Copied here and now: no process to start, and nothing left for one to do.
+    assert create_in_background(f"sqlite:///{second}", "second", str(artifacts)) is None
+    assert second.is_file()
+    experiment_id = ensure_experiment(f"sqlite:///{second}", "second", str(artifacts))
+
+    made_by_mlflow = tmp_path / "mlflow-itself" / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{made_by_mlflow}").search_experiments()
+    assert _schema(second) == _schema(made_by_mlflow)
+    assert _revision(second) == _revision(made_by_mlflow)
+    client = MlflowClient(tracking_uri=f"sqlite:///{second}")
+    assert [e.name for e in client.search_experiments(order_by=["name"])] == ["Default", "second"]
+    assert client.get_experiment(experiment_id).artifact_location == artifacts.resolve().as_uri()
+    run = client.create_run(experiment_id)
+    client.log_metric(run.info.run_id, "f1_macro", 0.9)
+    assert client.get_run(run.info.run_id).data.metrics == {"f1_macro": 0.9}
+
+
+def test_a_cache_that_cannot_be_written_leaves_the_store_to_mlflow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder would be")
+    monkeypatch.setenv("MLOPS_CACHE_DIR", str(blocked))
+    database = tmp_path / "home" / "mlflow.db"
+    experiment_id = ensure_experiment(f"sqlite:///{database}", "in-place", None)
+    assert MlflowClient(tracking_uri=f"sqlite:///{database}").get_experiment(experiment_id)
+    assert not any(tmp_path.glob("home/*.copying"))
 
 
 def test_preloading_imports_on_its_own_thread_and_waits(
