@@ -6,6 +6,10 @@ second). Importing those modules beside a long fit costs the run no wall time; i
 after it, where they are needed, costs it in full (measured at 100,000 rows: logging the model
 2.0 s -> 0.9 s, the model report 1.5 s -> 0.6 s).
 
+The fit beside it keeps boosting's OpenMP to one thread below BOOSTING_THREADED_ROWS
+(mlops_assets.training.pipeline), leaving the other core to this thread: two OpenMP threads
+stall each other whenever a third wants a core.
+
 Only beside long native stretches, though: the refit of a race's winner, not the race. Each time
 a fit hands the GIL over to release it, the importing thread keeps it for up to the
 interpreter's 5 ms switch interval. A race's hundreds of short fits (a forest's trees on a few

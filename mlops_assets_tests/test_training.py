@@ -291,3 +291,45 @@ def test_small_fits_and_predictions_run_openmp_on_one_thread() -> None:
         assert _openmp_threads() == {2}
         with threads_for(THREADED_ROWS):
             assert _openmp_threads() == {2}
+
+
+def test_boosting_fits_below_its_threshold_run_openmp_on_one_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A race's boosting fits and a refit on fewer than BOOSTING_THREADED_ROWS rows keep to
+    one thread (two stall each other whenever something else wants a core); a larger refit
+    gets the threads configured. The threshold is lowered so that a small table shows both."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from threadpoolctl import threadpool_limits
+
+    from mlops_assets.training import pipeline
+
+    seen: list[tuple[int, set[int]]] = []
+    fit = HistGradientBoostingClassifier.fit
+
+    def recording(self, X, y, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append((len(X), _openmp_threads()))
+        return fit(self, X, y, **kwargs)
+
+    monkeypatch.setattr(HistGradientBoostingClassifier, "fit", recording)
+    monkeypatch.setattr(pipeline, "BOOSTING_THREADED_ROWS", 3000)
+    frame = _blobs(6000)
+    candidates = grid("hist_gradient_boosting", learning_rate=[0.1, 0.3], max_leaf_nodes=[7, 15])
+    with threadpool_limits(limits=2, user_api="openmp"):
+        run_sweep(
+            frame,
+            [c for c in frame.columns if c != "y"],
+            "y",
+            candidates,
+            full_cv_rows=1000,
+            max_search_rows=2400,
+            min_search_rows=1200,
+        )
+        assert _openmp_threads() == {2}
+    race = [threads for rows, threads in seen if rows < 3000]
+    refit = [threads for rows, threads in seen if rows >= 3000]
+    # Rungs of 1,200 and 2,400 rows (two thirds fitted), then the refit on 4,320 of 4,800
+    # (a tenth held out to stop on).
+    assert [rows for rows, _ in seen] == [800] * 4 + [1600] * 2 + [4320]
+    assert race and all(threads == {1} for threads in race)
+    assert refit == [{2}]

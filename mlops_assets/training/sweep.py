@@ -26,7 +26,7 @@ from mlops_assets.training.evaluate import METRICS, baseline_score, frame_finger
 from mlops_assets.training.pipeline import (
     RANDOM_FOREST,
     build_pipeline,
-    threads_for,
+    fit_threads,
     tree_nodes,
 )
 
@@ -287,7 +287,7 @@ def _score_rung(
             for candidate in group:
                 if candidate.family == RANDOM_FOREST:
                     pipeline.set_params(model__n_estimators=int(candidate.params["n_estimators"]))
-                with threads_for(len(train)):
+                with fit_threads(first.family, len(train)):
                     pipeline.fit(fold_x, fold_y)
                     # Warm-started, a size's fit is every tree grown so far in this split.
                     seconds[id(candidate)] += time.monotonic() - started
@@ -352,9 +352,8 @@ def _refit(
     if len(model.steps) > 1 or getattr(step, "early_stopping", False) is not True:
         if not keep:
             split.let_go()
-        with threads_for(len(fit_y)):
-            model.fit(fit_x, fit_y)
-        return model
+        with fit_threads(best.family, len(fit_y)):
+            return model.fit(fit_x, fit_y)
     del fit_x, fit_y
     fit, held = train_test_split(
         np.arange(len(train_y)),
@@ -366,7 +365,8 @@ def _refit(
     val_x, val_y = split.train_rows(held)
     if not keep:
         split.let_go()
-    return model.fit(fit_x, fit_y, model__X_val=val_x, model__y_val=val_y)
+    with fit_threads(best.family, len(fit_y)):
+        return model.fit(fit_x, fit_y, model__X_val=val_x, model__y_val=val_y)
 
 
 def run_sweep(
