@@ -22,7 +22,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     # The progress lines and the summary say what happened; MLflow's INFO lines (creating its
     # tables on a first run) only interleave with them.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    # Before Dagster is even imported: a fresh home's MLflow store is made on the other core.
+    # Before Dagster is even imported: a fresh home's MLflow store is copied from the user's
+    # cache, or, the first time, made on the other core.
     store = create_in_background(
         settings.tracking_uri, settings.experiment_name, str(settings.artifacts_dir)
     )

@@ -1,16 +1,17 @@
 """Imports a later step needs, done on a background thread while the current step fits models.
 
-Fitting trees runs in native code that releases the GIL, and most of a run's single-threaded
-seconds are imports (skops alone imports every scikit-learn estimator and pytest: about a
-second). Importing those modules beside a long fit costs the run no wall time; importing them
-after it, where they are needed, costs it in full (measured at 100,000 rows: logging the model
+Fitting trees runs mostly in native code that releases the GIL (boosting takes it back
+between a node's parallel regions), and most of a run's single-threaded seconds are imports
+(skops alone imports every scikit-learn estimator and pytest: about a second). Importing those
+modules beside a long fit costs the run little wall time; importing them after it, where they
+are needed, costs it in full (measured at 100,000 rows: logging the model
 2.0 s -> 0.9 s, the model report 1.5 s -> 0.6 s).
 
 The fit beside it keeps boosting's OpenMP to one thread below BOOSTING_THREADED_ROWS
 (mlops_assets.training.pipeline), leaving the other core to this thread: two OpenMP threads
 stall each other whenever a third wants a core.
 
-Only beside long native stretches, though: the refit of a race's winner, not the race. Each time
+Only beside long fits, though: the refit of a race's winner, not the race. Each time
 a fit hands the GIL over to release it, the importing thread keeps it for up to the
 interpreter's 5 ms switch interval. A race's hundreds of short fits (a forest's trees on a few
 thousand rows) each paid that: beside the race, the run at 100,000 rows took 1.2-2.2 s

@@ -3,9 +3,10 @@
 No Dagster here. A new SQLite store runs MLflow's whole chain of schema migrations: 3 s of one
 core on this 2-core machine, plus 2 s to import MLflow. The chain gives the same empty schema
 every time for a given MLflow release, so it runs once per release and user: the empty store it
-leaves is kept in the user's cache (`MLOPS_CACHE_DIR`, by default `~/.cache/mlops-assets`), and a
-new MLOPS_HOME gets a copy of it, in milliseconds. Opening the copy, MLflow finds its schema at
-the head revision and adds its Default experiment, as on a store it made itself.
+leaves is kept in the user's cache (`MLOPS_CACHE_DIR`, by default `$XDG_CACHE_HOME/mlops-assets`
+or `~/.cache/mlops-assets`), and a new MLOPS_HOME gets a copy of it, in milliseconds. Opening
+the copy, MLflow finds its schema at the head revision and adds its Default experiment, as on a
+store it made itself.
 
 When there is no copy to take yet, `python -m mlops_assets.tracking_store` makes the store in a
 process of its own: `mlops-assets run` starts that process first, so the store is ready by the
@@ -15,8 +16,10 @@ time the run's MLflow resource asks for it, while the other core loads Dagster a
 import importlib.metadata
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -61,7 +64,8 @@ def configure_mlflow_environment() -> None:
 def sqlite_path(tracking_uri: str) -> Path | None:
     """The database file of a local SQLite store; None for any other store."""
     if tracking_uri.startswith("sqlite:///"):
-        return Path(tracking_uri.removeprefix("sqlite:///"))
+        # Query parameters (`?timeout=20`) are the driver's, not part of the file's name.
+        return Path(tracking_uri.removeprefix("sqlite:///").split("?", 1)[0])
     return None
 
 
@@ -95,8 +99,9 @@ def cache_dir() -> Path:
     explicit = os.environ.get("MLOPS_CACHE_DIR")
     if explicit:
         return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "mlops-assets"
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    # The XDG spec says to ignore a relative path here.
+    return (Path(base) if os.path.isabs(base) else Path.home() / ".cache") / "mlops-assets"
 
 
 def store_template() -> Path:
@@ -105,32 +110,67 @@ def store_template() -> Path:
     return cache_dir() / f"mlflow-{release}-empty-store.db"
 
 
+def _complete(template: Path) -> bool:
+    """A whole store at one schema revision: not a file cut short (a crash, a full disk)."""
+    if not template.is_file():
+        return False
+    try:
+        connection = sqlite3.connect(f"{template.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return False
+    try:
+        revisions = connection.execute("SELECT version_num FROM alembic_version").fetchall()
+    except sqlite3.Error:
+        return False
+    finally:
+        connection.close()
+    return len(revisions) == 1
+
+
 def _build_template(template: Path) -> None:
     """MLflow's own creation of a store (its initial tables, then every migration), on a file
-    of our own that takes the template's name only once complete: a reader never sees half a
-    store, and two processes building at once each finish their own copy."""
+    of our own that takes the template's name only once complete and on disk: a reader never
+    sees half a store, and two builders at once each finish their own copy."""
     from mlflow.store.db.utils import _initialize_tables, create_sqlalchemy_engine_with_retry
 
     template.parent.mkdir(parents=True, exist_ok=True)
-    building = template.with_name(f"{template.name}.{os.getpid()}.building")
-    building.unlink(missing_ok=True)
+    handle, name = tempfile.mkstemp(dir=template.parent, suffix=".building")
+    os.close(handle)
+    building = Path(name)
     try:
         engine = create_sqlalchemy_engine_with_retry(f"sqlite:///{building}")
         try:
             _initialize_tables(engine)
         finally:
             engine.dispose()
+        with building.open("rb") as written:
+            os.fsync(written.fileno())
         os.replace(building, template)
     finally:
         building.unlink(missing_ok=True)
 
 
+def store_template_ready() -> Path:
+    """This user's empty store for the installed MLflow release, built now if there is none
+    (or only a broken one)."""
+    template = store_template()
+    if not _complete(template):
+        _build_template(template)
+    return template
+
+
 def _copy_into_place(template: Path, database: Path) -> None:
     database.parent.mkdir(parents=True, exist_ok=True)
-    copying = database.with_name(f"{database.name}.{os.getpid()}.copying")
+    handle, name = tempfile.mkstemp(dir=database.parent, suffix=".copying")
+    os.close(handle)
+    copying = Path(name)
     try:
         shutil.copyfile(template, copying)
-        os.replace(copying, database)
+        # A link, not a rename: it never replaces a store that a process outside the setup
+        # lock (`mlflow ui` on the same file) made meanwhile; that one is kept.
+        os.link(copying, database)
+    except FileExistsError:
+        pass
     finally:
         copying.unlink(missing_ok=True)
 
@@ -139,19 +179,24 @@ def place_empty_store(tracking_uri: str, build: bool = True) -> bool:
     """Give a local store that does not exist yet a copy of the cached empty store, building
     that first (with `build`) if this user has none for this MLflow release. True once the
     store exists. Call it holding the setup lock. Whatever goes wrong with the cache (a
-    read-only home, a full disk) leaves the store for MLflow to make in place, as it would
-    without the cache, and to report there any error of its own."""
+    read-only home, a full disk) is said on stderr and leaves the store for MLflow to make in
+    place, as it would without the cache, and to report there any error of its own."""
     database = sqlite_path(tracking_uri)
     if database is None or database.exists():
         return database is not None
     try:
         template = store_template()
-        if not template.exists():
+        if not _complete(template):
             if not build:
                 return False
-            _build_template(template)
+            store_template_ready()
         _copy_into_place(template, database)
-    except Exception:
+    except Exception as error:
+        print(
+            f"mlops-assets: no copy of the cached empty MLflow store ({error}); MLflow makes "
+            f"{database} itself",
+            file=sys.stderr,
+        )
         return False
     return True
 

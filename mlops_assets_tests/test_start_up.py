@@ -107,16 +107,15 @@ def test_a_new_home_gets_a_copy_of_the_cached_empty_store(
         # Empty: MLflow adds its Default experiment to each copy as it opens it.
         assert connection.execute("SELECT COUNT(*) FROM experiments").fetchone() == (0,)
 
-    def no_second_build(_: Path) -> None:
-        raise AssertionError("the cached empty store was built again")
-
-    monkeypatch.setattr(tracking_store, "_build_template", no_second_build)
+    builds: list[Path] = []
+    monkeypatch.setattr(tracking_store, "_build_template", builds.append)
     second = tmp_path / "second" / "mlflow.db"
     artifacts = tmp_path / "second" / "mlartifacts"
     # Copied here and now: no process to start, and nothing left for one to do.
     assert create_in_background(f"sqlite:///{second}", "second", str(artifacts)) is None
     assert second.is_file()
     experiment_id = ensure_experiment(f"sqlite:///{second}", "second", str(artifacts))
+    assert builds == []
 
     made_by_mlflow = tmp_path / "mlflow-itself" / "mlflow.db"
     MlflowClient(tracking_uri=f"sqlite:///{made_by_mlflow}").search_experiments()
@@ -124,6 +123,13 @@ def test_a_new_home_gets_a_copy_of_the_cached_empty_store(
     assert _revision(second) == _revision(made_by_mlflow)
     client = MlflowClient(tracking_uri=f"sqlite:///{second}")
     assert [e.name for e in client.search_experiments(order_by=["name"])] == ["Default", "second"]
+    # Its Default experiment is the one MLflow gives a store it made itself, from this process.
+    assert (
+        client.get_experiment("0").artifact_location
+        == MlflowClient(tracking_uri=f"sqlite:///{made_by_mlflow}")
+        .get_experiment("0")
+        .artifact_location
+    )
     assert client.get_experiment(experiment_id).artifact_location == artifacts.resolve().as_uri()
     run = client.create_run(experiment_id)
     client.log_metric(run.info.run_id, "f1_macro", 0.9)
@@ -131,7 +137,7 @@ def test_a_new_home_gets_a_copy_of_the_cached_empty_store(
 
 
 def test_a_cache_that_cannot_be_written_leaves_the_store_to_mlflow(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("a file where the cache folder would be")
@@ -139,7 +145,23 @@ def test_a_cache_that_cannot_be_written_leaves_the_store_to_mlflow(
     database = tmp_path / "home" / "mlflow.db"
     experiment_id = ensure_experiment(f"sqlite:///{database}", "in-place", None)
     assert MlflowClient(tracking_uri=f"sqlite:///{database}").get_experiment(experiment_id)
-    assert not any(tmp_path.glob("home/*.copying"))
+    assert blocked.is_file() and not store_template().exists()
+    assert "no copy of the cached empty MLflow store" in capsys.readouterr().err
+
+
+def test_a_broken_cached_store_is_built_again(tmp_path: Path, empty_cache: Path) -> None:
+    """A template cut short (a crash, a full disk) is never copied into a home."""
+    template = store_template()
+    template.parent.mkdir(parents=True)
+    template.write_bytes(b"SQLite format 3\x00 and then nothing")
+    database = tmp_path / "home" / "mlflow.db"
+    # With no time to build it here, the run's start leaves the store to a process of its own.
+    process = create_in_background(f"sqlite:///{database}", "rebuilt", None)
+    assert process is not None and process.wait(timeout=60) == 0
+    experiment_id = ensure_experiment(f"sqlite:///{database}", "rebuilt", None)
+    assert MlflowClient(tracking_uri=f"sqlite:///{database}").get_experiment(experiment_id)
+    assert _revision(template) == _revision(database)
+    assert not list(empty_cache.glob("*.building"))
 
 
 def test_preloading_imports_on_its_own_thread_and_waits(

@@ -47,9 +47,10 @@ FOREST_MAX_ROWS_PER_TREE = 100_000
 # with more is given to it as ordinal codes instead.
 MAX_NATIVE_CATEGORIES = 250
 EARLY_STOPPING_ROWS = 2_000
-# Below this many rows models run on one thread. A forest's trees are then cheaper than
-# joblib's hand-off (measured on 2 cores: fit even at 300 rows, predict 2-3x faster), and
-# boosting's OpenMP regions are shorter than their barrier, which waits for the scheduler when
+# Below this many rows models run on one thread (boosting fits have their own threshold,
+# below). A forest's trees are then cheaper than joblib's hand-off (measured on 2 cores: fit
+# even at 300 rows, predict 2-3x faster), and boosting's OpenMP regions are shorter than their
+# barrier, which waits for the scheduler when
 # the other core is busy (the daemon, the webserver): the demo's cross-validation took 2.4-6.5 s
 # on two threads against 1.5-1.9 s on one while another process kept a core busy.
 THREADED_ROWS = 1_000
@@ -61,9 +62,10 @@ THREADED_ROWS = 1_000
 # 0.57 s against 0.45 s on 4,444 rows and 1.36 against 1.29 s on 13,333 (a race's rungs at
 # any size), 3.2 s against 4.1 s on 72,000; beside one busy process, 1.83 s against 0.39 s,
 # 4.61 s against 1.51 s, and 11.5 s against 4.3 s. A whole run at 100,000 rows beside a busy
-# process: 26.5-33.5 s with the refit alone on one thread, against 36.0-36.6 s. Beyond this, two
-# threads halve a fit long enough for the odds to favour them (720,000 rows: 15 s on two and
-# 30 s on one alone, 62 s and 36 s beside a busy process).
+# process: 15.9-17.6 s against 27.6-31.6 s on two threads. The rows counted are those fitted
+# (a refit holds a tenth out to stop on). From here two threads halve a fit when nothing else
+# runs (720,000 rows: 15 s against 30 s), and a million-row refit keeps them for that, though
+# beside a busy process they lose there too (62 s against 36 s).
 BOOSTING_THREADED_ROWS = 100_000
 
 
