@@ -183,11 +183,18 @@ def failure_messages(result: dg.ExecuteInProcessResult) -> str:
 REQUIRE_SERVICES = os.environ.get("MLOPS_REQUIRE_SERVICES") == "1"
 
 
-def skip_without(reason: str) -> None:
-    """Skip a test that needs something this machine lacks, saying what; fail under CI."""
-    if REQUIRE_SERVICES:
-        pytest.fail(f"{reason} (MLOPS_REQUIRE_SERVICES=1: CI must provide it)")
-    pytest.skip(reason)
+def needs(missing: str | None) -> pytest.MarkDecorator:
+    """Marks tests that need a service; `missing` says why this machine lacks it (None when it
+    has it). Without it they are skipped, saying why, except under `.ci/run`, where they run
+    and their fixture fails with the same reason (`fail_without`)."""
+    return pytest.mark.skipif(missing is not None and not REQUIRE_SERVICES, reason=str(missing))
+
+
+def fail_without(missing: str | None) -> None:
+    """In a fixture of tests marked `needs(missing)`: reached without the service only when
+    CI requires it."""
+    if missing is not None:
+        pytest.fail(f"{missing} (MLOPS_REQUIRE_SERVICES=1: CI must provide it)")
 
 
 # A sweep small enough for tests whose subject is not the model.

@@ -23,7 +23,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from mlops_assets.sources import DEMO_SOURCE
 
-from .conftest import skip_without
+from .conftest import fail_without, needs
 from .live import ROOT, Live, running_dev, wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -45,7 +45,12 @@ CORE = {
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 RUN_TIMEOUT = 180  # seconds from launch to a terminal status; ~35 s on this 2-core machine
 
-pytestmark = pytest.mark.slow
+CHROMIUM_MISSING = (
+    None
+    if CHROMIUM.exists()
+    else f"browser tests need Debian's Chromium at {CHROMIUM} (apt install chromium)"
+)
+pytestmark = [pytest.mark.slow, needs(CHROMIUM_MISSING)]
 expect.set_options(timeout=30_000)
 
 
@@ -95,8 +100,7 @@ class Platform(Live):
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     """The live platform with an empty landing folder, so "Materialize all" reads the demo
     data."""
-    if not CHROMIUM.exists():
-        skip_without(f"browser tests need Debian's Chromium at {CHROMIUM} (apt install chromium)")
+    fail_without(CHROMIUM_MISSING)
     with running_dev(tmp_path_factory.mktemp("browser")) as live:
         yield Platform(live.url, live.home, live.landing, mlflow_url=live.mlflow_url)
 

@@ -40,7 +40,7 @@ import yaml
 from mlops_assets.partitions import LANDED_FILES
 from mlops_assets.sources import DEMO_SOURCE
 
-from .conftest import QUICK_TRAINING, skip_without
+from .conftest import QUICK_TRAINING, fail_without, needs
 from .live import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,6 +99,18 @@ def _connect(dbname: str) -> Any:
     conn = psycopg2.connect(host=PG_HOST, port=PG_PORT, dbname=dbname, connect_timeout=5)
     conn.autocommit = True
     return conn
+
+
+def _postgres_missing() -> str | None:
+    try:
+        _connect("postgres").close()
+    except Exception as exc:
+        return f"PostgreSQL on {PG_HOST}:{PG_PORT} is not reachable: {exc}"
+    return None
+
+
+# Looked up once, when the tests are collected.
+needs_postgres = needs(_postgres_missing())
 
 
 def _http_ok(url: str) -> bool:
@@ -328,10 +340,7 @@ def _render_instance(dagster_home: Path) -> None:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    try:
-        _connect("postgres").close()
-    except Exception as exc:
-        skip_without(f"PostgreSQL on {PG_HOST}:{PG_PORT} is not reachable: {exc}")
+    fail_without(_postgres_missing())
 
     token = uuid.uuid4().hex[:12]
     dagster_db, mlflow_db = f"mlops_test_{token}_dagster", f"mlops_test_{token}_mlflow"
@@ -422,6 +431,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         admin.close()
 
 
+@needs_postgres
 def test_services_up_with_the_four_assets(stack: Stack) -> None:
     assert set(FOUR) <= stack.asset_keys()
     entries = stack.graphql(
@@ -441,6 +451,7 @@ def test_services_up_with_the_four_assets(stack: Stack) -> None:
     assert _http_ok(f"{stack.mlflow_url}/health")
 
 
+@needs_postgres
 def test_materialization_through_graphql_lands_in_postgres(stack: Stack) -> None:
     started = time.monotonic()
     run_id = stack.launch(QUICK_TRAINING, tags={"test": "graphql"})
@@ -487,6 +498,7 @@ def test_materialization_through_graphql_lands_in_postgres(stack: Stack) -> None
     assert list((stack.base / "mlartifacts").rglob("MLmodel"))
 
 
+@needs_postgres
 def test_twenty_concurrent_materializations(stack: Stack) -> None:
     before = stack.mlflow_sql("select count(*) from model_versions")[0][0]
     started = time.monotonic()
@@ -585,6 +597,7 @@ def _ancestors(pid: int) -> list[int]:
     return chain
 
 
+@needs_postgres
 def test_killed_run_worker_is_failed_and_retried(stack: Stack) -> None:
     from mlops_assets.resources.io import read_frame
 
@@ -675,6 +688,7 @@ def _snapshot(stack: Stack, upto: int | None = None) -> dict[str, Any]:
     }
 
 
+@needs_postgres
 def test_database_outage_and_restart_lose_nothing(stack: Stack) -> None:
     """PostgreSQL "goes away" for our two databases while the services run (every connection
     is cut and new ones are refused: what clients see of a stopped server; the machine's server
