@@ -195,9 +195,9 @@ def run_platform(workdir: Path, csv: Path, log: Path) -> dict[str, Any]:
         "MLOPS_SCHEMA": str(schema),
         "MLOPS_TARGET": TARGET,
     }
-    from mlops_assets.tracking_store import store_template
+    from mlops_assets.tracking_store import has_store_template
 
-    store = "copied from the cached empty store" if store_template().exists() else "built"
+    store = "copied from the cached empty store" if has_store_template() else "built"
     started = time.perf_counter()
     subprocess.run(
         [cli, "schema", "infer", str(csv), "--target", TARGET, "-o", str(schema)],

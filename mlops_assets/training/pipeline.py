@@ -50,9 +50,9 @@ EARLY_STOPPING_ROWS = 2_000
 # Below this many rows models run on one thread (boosting fits have their own threshold,
 # below). A forest's trees are then cheaper than joblib's hand-off (measured on 2 cores: fit
 # even at 300 rows, predict 2-3x faster), and boosting's OpenMP regions are shorter than their
-# barrier, which waits for the scheduler when
-# the other core is busy (the daemon, the webserver): the demo's cross-validation took 2.4-6.5 s
-# on two threads against 1.5-1.9 s on one while another process kept a core busy.
+# barrier, which waits for the scheduler when the other core is busy (the daemon, the
+# webserver): the demo's cross-validation took 2.4-6.5 s on two threads against 1.5-1.9 s on
+# one while another process kept a core busy.
 THREADED_ROWS = 1_000
 # Boosting fits on fewer rows than this (a race's rungs, the refit at 100,000 rows) run OpenMP
 # on one thread too. Boosting grows a tree a node at a time, each node a few short parallel
