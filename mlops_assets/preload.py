@@ -7,16 +7,17 @@ modules beside a long fit costs the run little wall time; importing them after i
 are needed, costs it in full (measured at 100,000 rows: logging the model
 2.0 s -> 0.9 s, the model report 1.5 s -> 0.6 s).
 
-The fit beside it keeps boosting's OpenMP to one thread below BOOSTING_THREADED_ROWS
-(mlops_assets.training.pipeline), leaving the other core to this thread: two OpenMP threads
-stall each other whenever a third wants a core.
-
 Only beside long fits, though: the refit of a race's winner, not the race. Each time
 a fit hands the GIL over to release it, the importing thread keeps it for up to the
 interpreter's 5 ms switch interval. A race's hundreds of short fits (a forest's trees on a few
 thousand rows) each paid that: beside the race, the run at 100,000 rows took 1.2-2.2 s
 longer than beside the refit. On the demo's 455 rows, beside full cross-validation, it doubled the
 sweep (1.5 s -> 3.6 s) and saved nothing.
+
+And only beside a refit on one thread. One the machine leaves two cores for
+(mlops_assets.training.cores) takes both, and the importing thread beside it stalls both OpenMP
+threads at every barrier: at 100,000 rows the refit took 5.9-7.8 s with the imports beside it
+against 3.7 s alone, more than the imports cost after it (about 2 s).
 
 One shared state is touched from both threads: `warnings.catch_warnings` saves and restores the
 process's warning filters and is not thread-safe (skops enters it for each ufunc it looks up,

@@ -1,5 +1,8 @@
 """Training without Dagster: the split, the sweep, the metrics."""
 
+import os
+import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -159,7 +162,9 @@ def test_large_data_races_candidates_on_samples_then_refits_the_winner_on_all_ro
     lines: list[str] = []
 
     @contextmanager
-    def beside_refit() -> Iterator[None]:
+    def beside_refit(alone: bool) -> Iterator[None]:
+        # 4,800 rows: a refit below BOOSTING_THREADED_ROWS, on one thread.
+        assert alone
         lines.append("<beside>")
         yield
         lines.append("</beside>")
@@ -293,16 +298,19 @@ def test_small_fits_and_predictions_run_openmp_on_one_thread() -> None:
             assert _openmp_threads() == {2}
 
 
-def test_boosting_fits_below_its_threshold_run_openmp_on_one_thread(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(("free", "refit_threads", "said"), [(None, 2, ""), (1, 1, " on one core")])
+def test_boosting_fits_below_its_threshold_run_openmp_on_one_thread_a_longer_one_on_the_free_cores(
+    monkeypatch: pytest.MonkeyPatch, free: int | None, refit_threads: int, said: str
 ) -> None:
-    """A race's boosting fits and a refit on fewer than BOOSTING_THREADED_ROWS rows keep to
-    one thread (two stall each other whenever something else wants a core); a larger refit
-    gets the threads configured. The threshold is lowered so that a small table shows both."""
+    """A race's boosting fits keep to one thread (two stall each other whenever something else
+    wants a core); a refit on BOOSTING_THREADED_ROWS rows or more takes the cores the rest of
+    the machine left free while the sweep ran: all configured when it stayed quiet, one when
+    it kept a core busy. The threshold is lowered so that a small table shows both."""
     from sklearn.ensemble import HistGradientBoostingClassifier
     from threadpoolctl import threadpool_limits
 
     from mlops_assets.training import pipeline
+    from mlops_assets.training.cores import OtherLoad
 
     seen: list[tuple[int, set[int]]] = []
     fit = HistGradientBoostingClassifier.fit
@@ -313,8 +321,10 @@ def test_boosting_fits_below_its_threshold_run_openmp_on_one_thread(
 
     monkeypatch.setattr(HistGradientBoostingClassifier, "fit", recording)
     monkeypatch.setattr(pipeline, "BOOSTING_THREADED_ROWS", 3000)
+    monkeypatch.setattr(OtherLoad, "fit_cores", lambda self: free)
     frame = _blobs(6000)
     candidates = grid("hist_gradient_boosting", learning_rate=[0.1, 0.3], max_leaf_nodes=[7, 15])
+    lines: list[str] = []
     with threadpool_limits(limits=2, user_api="openmp"):
         run_sweep(
             frame,
@@ -324,6 +334,7 @@ def test_boosting_fits_below_its_threshold_run_openmp_on_one_thread(
             full_cv_rows=1000,
             max_search_rows=2400,
             min_search_rows=1200,
+            progress=lines.append,
         )
         assert _openmp_threads() == {2}
     race = [threads for rows, threads in seen if rows < 3000]
@@ -332,4 +343,48 @@ def test_boosting_fits_below_its_threshold_run_openmp_on_one_thread(
     # (a tenth held out to stop on).
     assert [rows for rows, _ in seen] == [800] * 4 + [1600] * 2 + [4320]
     assert race and all(threads == {1} for threads in race)
-    assert refit == [{2}]
+    assert refit == [{refit_threads}]
+    [refitting] = [line for line in lines if line.startswith("refitting the best")]
+    assert re.search(rf"on all 4,800 training rows{said} [(\[]", refitting), refitting
+
+
+def test_the_rest_of_the_machine_is_read_without_this_process() -> None:
+    """A process that keeps a core busy is seen, and takes that core from a long fit; this
+    process's own work is not counted against it."""
+    import subprocess
+    import sys
+
+    from mlops_assets.training.cores import OtherLoad, free_cores
+
+    if not os.path.exists("/proc/stat"):
+        pytest.skip("the rest of the machine is read from Linux's /proc/stat")
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)  # past its start-up
+        load = OtherLoad()
+        time.sleep(1.0)
+        used = load.cores_used()
+    finally:
+        busy.kill()
+        busy.wait()
+    assert used is not None and used >= 0.7
+    cores = os.cpu_count() or 1
+    assert free_cores(used, cores) <= max(1, cores - 1)
+
+    load = OtherLoad()
+    started = time.monotonic()
+    while time.monotonic() - started < 1.0:
+        pass  # this process, busy
+    used = load.cores_used()
+    assert used is not None and used < 0.5
+
+
+def test_a_core_is_free_only_when_the_rest_of_the_machine_left_it_nearly_idle() -> None:
+    from mlops_assets.training.cores import free_cores
+
+    assert free_cores(0.0, 2) == 2
+    assert free_cores(0.2, 2) == 2
+    assert free_cores(0.3, 2) == 1
+    assert free_cores(1.0, 2) == 1
+    assert free_cores(3.0, 2) == 1
+    assert free_cores(2.1, 8) == 6

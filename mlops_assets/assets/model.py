@@ -188,8 +188,9 @@ def trained_model(
     split = split_holdout(frame, features, schema.target, config.test_size, config.seed)
     del frame
     candidates = config.candidates()
-    # What the steps after the sweep import is imported beside the refit of a race's winner, a
-    # long native fit (see mlops_assets.preload for why not beside the race or small data).
+    # What the steps after the sweep import is imported beside the refit of a race's winner
+    # when it fits on one core (see mlops_assets.preload for why not beside the race, two
+    # cores or small data).
     racing = races(len(split.train_positions), len(candidates), config.full_cv_rows)
     result = run_sweep(
         split,
@@ -204,7 +205,7 @@ def trained_model(
         max_search_rows=config.max_search_rows,
         progress=context.log.info,
         keep_training_rows=False,
-        beside_refit=lambda: preloading(enabled=racing),
+        beside_refit=lambda alone: preloading(enabled=racing and alone),
     )
     with dagster_mlflow_run(mlflow_tracking) as run:
         for candidate in result.candidates:

@@ -8,7 +8,7 @@
 """
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
@@ -27,8 +27,10 @@ __all__ = [
     "FAMILIES",
     "SKOPS_TRUSTED_TYPES",
     "build_pipeline",
+    "fit_limit",
     "fit_threads",
     "forest_bounds",
+    "openmp_threads",
     "split_columns",
     "threads_for",
     "tree_nodes",
@@ -54,19 +56,22 @@ EARLY_STOPPING_ROWS = 2_000
 # webserver): the demo's cross-validation took 2.4-6.5 s on two threads against 1.5-1.9 s on
 # one while another process kept a core busy.
 THREADED_ROWS = 1_000
-# Boosting fits on fewer rows than this (a race's rungs, the refit at 100,000 rows) run OpenMP
-# on one thread too. Boosting grows a tree a node at a time, each node a few short parallel
-# regions whose two threads wait for each other at the end: when anything else wants a core
-# (the imports preloaded beside a refit, the daemon, a busy host), the one descheduled stalls
-# the other. Measured on 2 cores, fitting the 255-leaf model alone, on two threads against one:
-# 0.57 s against 0.45 s on 4,444 rows and 1.36 against 1.29 s on 13,333 (a race's rungs at
-# any size), 3.2 s against 4.1 s on 72,000; beside one busy process, 1.83 s against 0.39 s,
-# 4.61 s against 1.51 s, and 11.5 s against 4.3 s. A whole run at 100,000 rows beside a busy
-# process: 15.9-17.6 s against 27.6-31.6 s on two threads. The rows counted are those fitted
-# (a refit holds a tenth out to stop on). From here two threads halve a fit when nothing else
-# runs (720,000 rows: 15 s against 30 s), and a million-row refit keeps them for that, though
-# beside a busy process they lose there too (62 s against 36 s).
-BOOSTING_THREADED_ROWS = 100_000
+# Boosting fits on fewer rows than this (a race's rungs) run OpenMP on one thread too. Boosting
+# grows a tree a node at a time, each node a few short parallel regions whose threads wait for
+# each other at the end; on this few rows a second thread gains nothing even with every core
+# free (the 255-leaf model on 2 cores: 0.57 s against 0.45 s on 4,444 rows, 1.36 s against 1.29
+# s on 13,333) and loses badly whenever anything else wants a core (1.83 s against 0.39 s and
+# 4.61 s against 1.51 s beside one busy process). From here a second core pays (72,000 rows:
+# 3.2 s against 4.1 s), so longer fits take the cores the rest of the machine leaves free
+# (mlops_assets.training.cores). The rows counted are those fitted (a refit holds a tenth out
+# to stop on).
+BOOSTING_THREADED_ROWS = 50_000
+
+Cores = Callable[[], int | None]
+
+
+def _as_configured() -> int | None:
+    return None
 
 
 @functools.cache
@@ -77,20 +82,38 @@ def _thread_pools() -> ThreadpoolController:
 
 
 @contextmanager
-def threads_for(rows: int, threaded_from: int = THREADED_ROWS) -> Iterator[None]:
-    """OpenMP (boosting) on one thread while fitting or predicting fewer than `threaded_from`
-    rows; as configured otherwise."""
-    if rows >= threaded_from:
+def openmp_threads(limit: int | None) -> Iterator[None]:
+    """OpenMP (boosting) on at most `limit` threads in the block; None leaves it as configured
+    (a lower OMP_NUM_THREADS is never raised)."""
+    if limit is None:
         yield
         return
-    with _thread_pools().limit(limits=1, user_api="openmp"):
+    pools = _thread_pools().select(user_api="openmp")
+    if limit > 1:
+        limit = min([limit, *(pool["num_threads"] for pool in pools.info())])
+    with pools.limit(limits=limit):
         yield
 
 
-def fit_threads(family: str, rows: int) -> AbstractContextManager[None]:
-    """The threads for fitting a model of `family` on `rows` rows, and scoring it after."""
-    boosting = family == HIST_GRADIENT_BOOSTING
-    return threads_for(rows, BOOSTING_THREADED_ROWS if boosting else THREADED_ROWS)
+def threads_for(rows: int, threaded_from: int = THREADED_ROWS) -> AbstractContextManager[None]:
+    """OpenMP on one thread while fitting or predicting fewer than `threaded_from` rows; as
+    configured otherwise."""
+    return openmp_threads(1 if rows < threaded_from else None)
+
+
+def fit_limit(family: str, rows: int, free_cores: Cores = _as_configured) -> int | None:
+    """OpenMP threads for fitting a model of `family` on `rows` rows and scoring it after: one
+    for small fits, `free_cores()` for a boosting fit from BOOSTING_THREADED_ROWS, None for
+    as configured."""
+    if family != HIST_GRADIENT_BOOSTING:
+        return 1 if rows < THREADED_ROWS else None
+    return 1 if rows < BOOSTING_THREADED_ROWS else free_cores()
+
+
+def fit_threads(
+    family: str, rows: int, free_cores: Cores = _as_configured
+) -> AbstractContextManager[None]:
+    return openmp_threads(fit_limit(family, rows, free_cores))
 
 
 def split_columns(features: pd.DataFrame) -> tuple[list[str], list[str]]:

@@ -22,11 +22,15 @@ import pandas as pd
 from sklearn.metrics import get_scorer
 from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit, train_test_split
 
+from mlops_assets.training.cores import OtherLoad
 from mlops_assets.training.evaluate import METRICS, baseline_score, frame_fingerprint, score
 from mlops_assets.training.pipeline import (
     RANDOM_FOREST,
+    Cores,
     build_pipeline,
+    fit_limit,
     fit_threads,
+    openmp_threads,
     tree_nodes,
 )
 
@@ -258,6 +262,7 @@ def _score_rung(
     rung: int,
     metric: str,
     clock: _Clock,
+    free_cores: Cores,
 ) -> None:
     """Score each candidate on every split. Forests that differ only in size share one
     warm-started forest per split: a seeded forest's first n trees are the forest of n trees,
@@ -287,7 +292,7 @@ def _score_rung(
             for candidate in group:
                 if candidate.family == RANDOM_FOREST:
                     pipeline.set_params(model__n_estimators=int(candidate.params["n_estimators"]))
-                with fit_threads(first.family, len(train)):
+                with fit_threads(first.family, len(train), free_cores):
                     pipeline.fit(fold_x, fold_y)
                     # Warm-started, a size's fit is every tree grown so far in this split.
                     seconds[id(candidate)] += time.monotonic() - started
@@ -339,7 +344,13 @@ def _rank(candidate: Candidate) -> tuple[int, float, int]:
 
 
 def _refit(
-    split: Split, train_y: pd.Series, best: Candidate, seed: int, n_classes: int, keep: bool
+    split: Split,
+    train_y: pd.Series,
+    best: Candidate,
+    seed: int,
+    n_classes: int,
+    keep: bool,
+    threads: int | None,
 ) -> Any:
     """The winner fitted on every training row. Boosting stops early on a tenth of them: that
     tenth is taken here and handed over as X_val, because the model would otherwise copy all
@@ -352,7 +363,7 @@ def _refit(
     if len(model.steps) > 1 or getattr(step, "early_stopping", False) is not True:
         if not keep:
             split.let_go()
-        with fit_threads(best.family, len(fit_y)):
+        with openmp_threads(threads):
             return model.fit(fit_x, fit_y)
     del fit_x, fit_y
     fit, held = train_test_split(
@@ -365,7 +376,7 @@ def _refit(
     val_x, val_y = split.train_rows(held)
     if not keep:
         split.let_go()
-    with fit_threads(best.family, len(fit_y)):
+    with openmp_threads(threads):
         return model.fit(fit_x, fit_y, model__X_val=val_x, model__y_val=val_y)
 
 
@@ -386,12 +397,12 @@ def run_sweep(
     factor: int = 3,
     progress: Progress | None = None,
     keep_training_rows: bool = True,
-    beside_refit: Callable[[], AbstractContextManager[Any]] = nullcontext,
+    beside_refit: Callable[[bool], AbstractContextManager[Any]] = lambda alone: nullcontext(),
 ) -> SweepResult:
     """`frame` is the validated data, or its Split when the caller has let go of the frame;
     with `keep_training_rows=False` the split lets go of it too before the refit's model
-    copies the rows (at ten million rows, gigabytes). `beside_refit()` is entered around the
-    refit: work for another thread while the model fits."""
+    copies the rows (at ten million rows, gigabytes). `beside_refit(alone)` is entered around
+    the refit, `alone` when it fits on one thread: work for another thread while it fits."""
     if metric not in METRICS:
         raise ValueError(f"unknown metric '{metric}': choose one of {', '.join(METRICS)}")
     if candidates is None:
@@ -399,6 +410,8 @@ def run_sweep(
     if not candidates:
         raise ValueError("the sweep needs at least one candidate (a family with a grid)")
     clock = _Clock(progress or (lambda _: None))
+    # What the rest of the machine uses from here on decides the cores of a long fit.
+    others = OtherLoad()
     if isinstance(frame, Split):
         split = frame
     else:
@@ -432,7 +445,9 @@ def run_sweep(
         if halving:
             clock.say(f"rung {rung}/{len(sizes)}: {len(alive)} candidates on {size:,} rows")
         splits = _validation_splits(y, folds, seed, single=halving)
-        _score_rung(alive, x, y, splits, scoring, seed, n_classes, rung, metric, clock)
+        _score_rung(
+            alive, x, y, splits, scoring, seed, n_classes, rung, metric, clock, others.fit_cores
+        )
         alive.sort(key=_rank, reverse=True)
         if rung < len(sizes):
             alive = alive[: max(1, math.ceil(len(alive) / factor))]
@@ -440,11 +455,13 @@ def run_sweep(
     # Fit time grows about linearly with rows: extrapolate from the candidate's last rung.
     expected = best.fit_seconds_at_most(rows)
     estimate = f" (at most ~{expected:.0f} s, scaled up from the sample)" if expected >= 1 else ""
-    clock.say(f"refitting the best, {best.label}, on all {rows:,} training rows{estimate}")
+    threads = fit_limit(best.family, rows, others.fit_cores)
+    cores = "" if threads is None else " on one core" if threads == 1 else f" on {threads} cores"
+    clock.say(f"refitting the best, {best.label}, on all {rows:,} training rows{cores}{estimate}")
     started = time.monotonic()
-    with beside_refit():
+    with beside_refit(threads == 1):
         with clock.heartbeat(f"refitting on {rows:,} rows", expected):
-            model = _refit(split, train_y, best, seed, n_classes, keep_training_rows)
+            model = _refit(split, train_y, best, seed, n_classes, keep_training_rows, threads)
         # Timed before leaving: what runs beside the refit may outlast it, and is not its cost.
         refit_seconds = time.monotonic() - started
     holdout = score(model, split.test_x, split.test_y)
