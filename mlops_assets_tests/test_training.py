@@ -187,6 +187,8 @@ def test_large_data_races_candidates_on_samples_then_refits_the_winner_on_all_ro
     opened = lines.index("<beside>")
     assert lines.count("<beside>") == 1
     assert lines[opened - 1].startswith("refitting the best")
+    # A short refit's threads are not the machine's doing: nothing said about cores.
+    assert "core" not in lines[opened - 1]
     assert lines[opened + 1] == "</beside>"
     assert lines[opened + 2].startswith("refit done")
     lines = [line for line in lines if line not in ("<beside>", "</beside>")]
@@ -298,7 +300,10 @@ def test_small_fits_and_predictions_run_openmp_on_one_thread() -> None:
             assert _openmp_threads() == {2}
 
 
-@pytest.mark.parametrize(("free", "refit_threads", "said"), [(None, 2, ""), (1, 1, " on one core")])
+@pytest.mark.parametrize(
+    ("free", "refit_threads", "said"),
+    [(None, 2, ""), (1, 1, " on 1 core: the rest of the machine was busy")],
+)
 def test_boosting_fits_below_its_threshold_run_openmp_on_one_thread_a_longer_one_on_the_free_cores(
     monkeypatch: pytest.MonkeyPatch, free: int | None, refit_threads: int, said: str
 ) -> None:

@@ -30,6 +30,7 @@ __all__ = [
     "fit_limit",
     "fit_threads",
     "forest_bounds",
+    "long_fit",
     "openmp_threads",
     "split_columns",
     "threads_for",
@@ -101,13 +102,19 @@ def threads_for(rows: int, threaded_from: int = THREADED_ROWS) -> AbstractContex
     return openmp_threads(1 if rows < threaded_from else None)
 
 
+def long_fit(family: str, rows: int) -> bool:
+    """A fit whose threads depend on what the rest of the machine leaves free."""
+    return family == HIST_GRADIENT_BOOSTING and rows >= BOOSTING_THREADED_ROWS
+
+
 def fit_limit(family: str, rows: int, free_cores: Cores = _as_configured) -> int | None:
     """OpenMP threads for fitting a model of `family` on `rows` rows and scoring it after: one
-    for small fits, `free_cores()` for a boosting fit from BOOSTING_THREADED_ROWS, None for
-    as configured."""
+    for small fits, `free_cores()` for a long one, None for as configured."""
+    if long_fit(family, rows):
+        return free_cores()
     if family != HIST_GRADIENT_BOOSTING:
         return 1 if rows < THREADED_ROWS else None
-    return 1 if rows < BOOSTING_THREADED_ROWS else free_cores()
+    return 1
 
 
 def fit_threads(

@@ -30,6 +30,7 @@ from mlops_assets.training.pipeline import (
     build_pipeline,
     fit_limit,
     fit_threads,
+    long_fit,
     openmp_threads,
     tree_nodes,
 )
@@ -456,7 +457,11 @@ def run_sweep(
     expected = best.fit_seconds_at_most(rows)
     estimate = f" (at most ~{expected:.0f} s, scaled up from the sample)" if expected >= 1 else ""
     threads = fit_limit(best.family, rows, others.fit_cores)
-    cores = "" if threads is None else " on one core" if threads == 1 else f" on {threads} cores"
+    cores = (
+        f" on {threads} core{'s' if threads > 1 else ''}: the rest of the machine was busy"
+        if threads is not None and long_fit(best.family, rows)
+        else ""
+    )
     clock.say(f"refitting the best, {best.label}, on all {rows:,} training rows{cores}{estimate}")
     started = time.monotonic()
     with beside_refit(threads == 1):
