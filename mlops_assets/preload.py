@@ -1,4 +1,5 @@
-"""Imports a later step needs, done on a background thread while the current step fits models.
+"""Imports a later step needs, done on a background thread while the current step fits models
+or reads a large file.
 
 Fitting trees runs mostly in native code that releases the GIL (boosting takes it back
 between a node's parallel regions), and most of a run's single-threaded seconds are imports
@@ -19,6 +20,9 @@ And only beside a refit on one thread. One the machine leaves two cores for
 threads at every barrier: at 100,000 rows the refit took 5.9-7.8 s with the imports beside it
 against 3.7 s alone, more than the imports cost after it (about 2 s).
 
+Reading a large landed file is native work too (Arrow's CSV parser, hashing), so raw_dataset
+imports what trained_model starts with beside it.
+
 One shared state is touched from both threads: `warnings.catch_warnings` saves and restores the
 process's warning filters and is not thread-safe (skops enters it for each ufunc it looks up,
 scikit-learn for each array it checks). Overlapping, the two can leave a filter of the other
@@ -31,6 +35,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+# What trained_model imports first: scikit-learn's estimators and metrics, about a second.
+TRAINING = ("mlops_assets.training.sweep",)
 # What trained_model's logging, registered_model and model_report import after the sweep.
 AFTER_TRAINING = (
     "skops.io",

@@ -2,6 +2,7 @@
 store: what lands in storage, in the event log and in the registry."""
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -263,6 +264,46 @@ def test_unreadable_file_fails_only_its_own_partition(
     assert trained["files"] == 1
     assert _metadata(result, "raw_dataset")["dagster/row_count"] == 569
     assert project.champion_version() == 1
+
+
+def test_a_large_file_is_read_beside_the_training_imports_a_small_one_alone(
+    project: Project, demo_frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """raw_dataset imports what trained_model starts with (scikit-learn) on a thread while it
+    reads a file large enough to take a while; a small file is read alone. The threshold is
+    lowered so the demo data is large."""
+    from contextlib import contextmanager
+
+    from mlops_assets import preload
+    from mlops_assets.assets import data
+    from mlops_assets.definitions import build_resources
+    from mlops_assets.partitions import LANDED_FILES
+
+    seen: list[tuple[tuple[str, ...], bool]] = []
+    real = preload.preloading
+
+    @contextmanager
+    def recording(
+        modules: tuple[str, ...] = preload.AFTER_TRAINING, enabled: bool = True
+    ) -> Iterator[None]:
+        seen.append((modules, enabled))
+        with real(modules, enabled):
+            yield
+
+    monkeypatch.setattr(preload, "preloading", recording)
+    big = project.land("big.csv", demo_frame)
+    project.land("small.csv", demo_frame.head(50))
+    monkeypatch.setattr(data, "PRELOAD_TRAINING_BYTES", big.stat().st_size)
+    project.instance.add_dynamic_partitions(LANDED_FILES, ["big.csv", "small.csv"])
+    for key in ("big.csv", "small.csv"):
+        result = dg.materialize(
+            [data.raw_dataset],
+            partition_key=key,
+            instance=project.instance,
+            resources=build_resources(project.settings),
+        )
+        assert result.success
+    assert seen == [(preload.TRAINING, True), (preload.TRAINING, False)]
 
 
 def test_bad_file_among_good_ones_fails_alone_and_the_champion_learns_from_the_rest(

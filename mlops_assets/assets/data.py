@@ -13,6 +13,9 @@ from mlops_assets.partitions import landed_files
 from mlops_assets.resources.dataset import DatasetSource
 from mlops_assets.resources.mlflow import ModelRegistry
 
+# From this size (about 25,000 rows of CSV) reading a file takes long enough to import
+# scikit-learn beside it.
+PRELOAD_TRAINING_BYTES = 5_000_000
 # Metadata key of an observation on validated_dataset that accepts one file's class mix.
 ACCEPTED_LABEL_MIX = "accepted_label_mix"
 # Metadata key of a validated partition's class counts: what the other files are compared with
@@ -64,10 +67,15 @@ class QualityConfig(dg.Config):
     ],
 )
 def raw_dataset(context: dg.AssetExecutionContext, dataset: DatasetSource) -> Iterator[Any]:
+    from mlops_assets.preload import TRAINING, preloading
     from mlops_assets.sources import UnreadableFileError
 
+    # A large file takes long enough to read for trained_model's first imports to be done
+    # beside it, rather than at the start of training.
+    large = dataset.partition_bytes(context.partition_key) >= PRELOAD_TRAINING_BYTES
     try:
-        raw = dataset.read_partition(context.partition_key, progress=context.log.info)
+        with preloading(TRAINING, enabled=large):
+            raw = dataset.read_partition(context.partition_key, progress=context.log.info)
     except UnreadableFileError as error:
         yield dg.AssetCheckResult(
             check_name="files_readable",

@@ -24,6 +24,17 @@ class DatasetSource(dg.ConfigurableResource):
             return read_demo()
         return read_source(Path(self.landing_dir) / key, *([progress] if progress else []))
 
+    def partition_bytes(self, key: str) -> int:
+        """The size of the file a partition stands for (0 for the demo data or a file gone)."""
+        from mlops_assets.sources import DEMO_SOURCE
+
+        if key == DEMO_SOURCE:
+            return 0
+        try:
+            return (Path(self.landing_dir) / key).stat().st_size
+        except OSError:
+            return 0
+
     def dataset_schema(self) -> Any:
         # Every asset of a run asks for it; build it once per schema file version.
         path = Path(self.schema_path) if self.schema_path else None

@@ -60,12 +60,11 @@ THREADED_ROWS = 1_000
 # Boosting fits on fewer rows than this (a race's rungs) run OpenMP on one thread too. Boosting
 # grows a tree a node at a time, each node a few short parallel regions whose threads wait for
 # each other at the end; on this few rows a second thread gains nothing even with every core
-# free (the 255-leaf model on 2 cores: 0.57 s against 0.45 s on 4,444 rows, 1.36 s against 1.29
-# s on 13,333) and loses badly whenever anything else wants a core (1.83 s against 0.39 s and
-# 4.61 s against 1.51 s beside one busy process). From here a second core pays (72,000 rows:
-# 3.2 s against 4.1 s), so longer fits take the cores the rest of the machine leaves free
-# (mlops_assets.training.cores). The rows counted are those fitted (a refit holds a tenth out
-# to stop on).
+# free (the 255-leaf model on 2 cores: 0.57 s against 0.45 s on 4,444 rows, 1.36 s against
+# 1.29 s on 13,333) and loses badly whenever anything else wants a core (1.83 s against 0.39 s
+# and 4.61 s against 1.51 s beside one busy process). From here a second core pays (72,000
+# rows: 3.2 s against 4.1 s), so longer fits take the cores the rest of the machine leaves free
+# (mlops_assets.training.cores). A race counts the rows it fits; a refit, all training rows.
 BOOSTING_THREADED_ROWS = 50_000
 
 Cores = Callable[[], int | None]
