@@ -353,6 +353,9 @@ def test_boosting_fits_below_its_threshold_run_openmp_on_one_thread_a_longer_one
     assert re.search(rf"on all 4,800 training rows{said} [(\[]", refitting), refitting
 
 
+@pytest.mark.skipif(
+    not os.path.exists("/proc/stat"), reason="the rest of the machine is read from /proc/stat"
+)
 def test_the_rest_of_the_machine_is_read_without_this_process() -> None:
     """A process that keeps a core busy is seen, and takes that core from a long fit; this
     process's own work is not counted against it."""
@@ -361,8 +364,6 @@ def test_the_rest_of_the_machine_is_read_without_this_process() -> None:
 
     from mlops_assets.training.cores import OtherLoad, free_cores
 
-    if not os.path.exists("/proc/stat"):
-        pytest.skip("the rest of the machine is read from Linux's /proc/stat")
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         time.sleep(0.2)  # past its start-up
