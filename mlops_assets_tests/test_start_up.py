@@ -3,6 +3,8 @@
 thread while it fits, and the garbage collector tuned for a platform process."""
 
 import fcntl
+import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -238,3 +240,42 @@ def test_a_platform_process_collects_less_often_and_not_at_exit(imports: str) ->
     # Module teardown without the last collection reports nothing (no finalizer failing on
     # globals already cleared).
     assert "Exception ignored" not in platform.stderr
+
+
+_RUN_COMMAND_IMPORTS = textwrap.dedent(
+    """
+    import os, sys, types
+    runner = types.ModuleType("mlops_assets.runner")
+    def run_pipeline(settings, log_level):
+        import dagster  # what the real runner imports first
+        at = {name: place for place, name in enumerate(sys.modules)}
+        print("scipy.special at", at.get("scipy.special", -1), "dagster at", at["dagster"])
+        sys.stdout.flush()
+        os._exit(0)
+    runner.run_pipeline = run_pipeline
+    sys.modules["mlops_assets.runner"] = runner
+    from mlops_assets.cli import main
+    main(["run"])
+    """
+)
+
+
+def test_the_run_command_imports_scipy_special_before_dagster(tmp_path: Path) -> None:
+    """skops walks sys.modules in import order for each scipy.special ufunc when a model is
+    saved: `mlops-assets run` puts scipy.special ahead of Dagster's thousand modules."""
+    env = {
+        **os.environ,
+        "MLOPS_HOME": str(tmp_path / "home"),
+        # A remote store: nothing is made in the background for this run that never runs.
+        "MLFLOW_TRACKING_URI": "http://127.0.0.1:9/",
+    }
+    printed = subprocess.run(
+        [sys.executable, "-c", _RUN_COMMAND_IMPORTS],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    ).stdout
+    order = re.search(r"scipy.special at (-?\d+) dagster at (\d+)", printed)
+    assert order is not None, printed
+    assert 0 <= int(order[1]) < int(order[2]), printed
