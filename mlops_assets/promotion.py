@@ -12,7 +12,7 @@ import numpy as np
 
 from mlops_assets.gate import GateDecision, GateRules, Scored, decide
 from mlops_assets.resources.mlflow import CHALLENGER, CHAMPION, ModelRegistry
-from mlops_assets.training.evaluate import predict_and_score
+from mlops_assets.training.evaluate import predict_and_score, predict_proba_and_score
 from mlops_assets.training.sweep import Split
 
 
@@ -24,6 +24,10 @@ class Promotion:
     champion_metrics: dict[str, float] | None
     previous_champion: int | None
     predictions: np.ndarray
+    # The registered artifact's class probabilities on the holdout (None without
+    # predict_proba), columns in `classes` order: the report draws from them.
+    probabilities: np.ndarray | None
+    classes: list[Any]
 
 
 def gate_and_register(
@@ -38,7 +42,8 @@ def gate_and_register(
 ) -> Promotion:
     # The artifact that gets registered is the one scored: load it back, don't trust memory.
     model = registry.load_model_uri(model_uri)
-    challenger = Scored(*predict_and_score(model, split.test_x, split.test_y))
+    predicted, metrics, probabilities = predict_proba_and_score(model, split.test_x, split.test_y)
+    challenger = Scored(predicted, metrics)
     with registry.lock():
         current = registry.version_for_alias(CHAMPION)
         champion: Scored | None = None
@@ -75,6 +80,8 @@ def gate_and_register(
         None if champion is None else champion.metrics,
         previous,
         challenger.predictions,
+        probabilities,
+        np.asarray(getattr(model, "classes_", [])).tolist(),
     )
 
 

@@ -14,7 +14,7 @@ import yaml
 from mlops_assets.partitions import landed_files
 from mlops_assets.quality.schema import infer_schema
 from mlops_assets.resources.io import read_frame
-from mlops_assets.resources.mlflow import CHALLENGER
+from mlops_assets.resources.mlflow import CHALLENGER, ModelRegistry
 from mlops_assets.runner import summarize
 from mlops_assets.sources import DEMO_SOURCE
 
@@ -392,6 +392,51 @@ def test_batch_predictions_use_the_champion_and_refuse_bad_input(
     message = failure_messages(refused)
     assert "broken.csv: column 'mean area': column_in_dataframe" in message
     assert len(read_frame(project.stored("batch_predictions"))) == 50  # the last good ones stay
+
+
+def test_the_report_draws_on_the_holdout_predictions_registered_model_stored(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """registered_model keeps what the registered artifact predicted on the holdout; the
+    report draws from it instead of loading the model and running it over the holdout again,
+    and falls back to doing that when the predictions are missing."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    result = project.materialize(run_config=QUICK_TRAINING)
+    assert result.success, failure_messages(result)
+    record = json.loads(project.stored("registered_model").read_text())
+    stored = Path(record["holdout_predictions"])
+    table = read_frame(stored)
+    assert len(table) == 114  # a fifth of the demo's 569 rows
+    assert record["classes"] == [0, 1]
+    assert np.allclose(table["proba_0"] + table["proba_1"], 1.0, atol=1e-6)
+    assert (table["predicted"] == (table["proba_1"] > table["proba_0"]).astype(int)).all()
+    # The predictions the gate scored: the version's metrics come from them.
+    metrics = record["challenger_metrics"]
+    assert accuracy_score(table["label"], table["predicted"]) == metrics["accuracy"]
+    assert f1_score(table["label"], table["predicted"], average="macro") == metrics["f1_macro"]
+
+    job = (
+        project.definitions()
+        .resolve_implicit_global_asset_job_def()
+        .get_subset(asset_selection={dg.AssetKey("model_report")})
+    )
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("model_report loaded the model")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ModelRegistry, "load_model", refuse)
+        drawn = job.execute_in_process(instance=project.instance, raise_on_error=False)
+    assert drawn.success, failure_messages(drawn)
+    matrix = stored.parent / "confusion_matrix.png"
+    from_stored = matrix.read_bytes()
+
+    stored.unlink()
+    redrawn = job.execute_in_process(instance=project.instance, raise_on_error=False)
+    assert redrawn.success, failure_messages(redrawn)
+    assert matrix.read_bytes() == from_stored
+    assert (stored.parent / "roc.png").is_file()
 
 
 def test_dashboard_plots_report_and_links(project: Project) -> None:

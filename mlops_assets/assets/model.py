@@ -15,7 +15,7 @@ from mlops_assets.automation import TRANSIENT_RETRY, latest_data_version
 from mlops_assets.preload import preloading
 from mlops_assets.resources.dataset import DatasetSource
 from mlops_assets.resources.gate import GatePolicy
-from mlops_assets.resources.io import StoredFrame
+from mlops_assets.resources.io import StoredFrame, write_frame
 from mlops_assets.resources.mlflow import ModelRegistry, dagster_mlflow_run
 from mlops_assets.sources import SOURCE_FILE
 
@@ -395,6 +395,7 @@ def registered_model(
     from mlops_assets.manifest import reproducibility_manifest
     from mlops_assets.promotion import gate_and_register
     from mlops_assets.sources import fingerprint
+    from mlops_assets.training.evaluate import HOLDOUT_PREDICTIONS, holdout_table
     from mlops_assets.training.sweep import holdout_for
 
     metric = trained_model["metric"]
@@ -442,6 +443,13 @@ def registered_model(
         tags,
     )
     decision, number = promotion.decision, promotion.version
+    # What the registered artifact predicted on the holdout, for model_report: at a million
+    # rows, running the model over the holdout again there cost more than a second.
+    predictions = registry.version_dir(number) / HOLDOUT_PREDICTIONS
+    write_frame(
+        predictions,
+        holdout_table(split.test_y, promotion.predictions, promotion.probabilities),
+    )
     with dagster_mlflow_run(mlflow_tracking):
         mlflow.log_metrics({f"gate_{k}": v for k, v in decision.numbers().items()})
         mlflow.set_tags(
@@ -464,6 +472,8 @@ def registered_model(
         "champion_score": decision.champion,
         "baseline_score": decision.baseline,
         "run_id": trained_model["run_id"],
+        "holdout_predictions": str(predictions),
+        "classes": promotion.classes,
         "challenger_metrics": promotion.challenger_metrics,
         "champion_metrics": promotion.champion_metrics,
         "gate_details": {**decision.checks, **decision.numbers()},

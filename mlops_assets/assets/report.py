@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from mlops_assets.automation import TRANSIENT_RETRY
@@ -20,29 +21,55 @@ def _image_markdown(name: str, path: Path) -> dg.MarkdownMetadataValue:
     return dg.MetadataValue.md(f"![{name}](data:image/png;base64,{encoded})")
 
 
-def draw_plots(model: Any, split: Any, folder: Path) -> tuple[dict[str, Path], Any]:
-    """The plots, and the predictions they were drawn from (the per-class table reuses them:
-    the model runs over the holdout once)."""
-    import numpy as np
+def holdout_predictions(
+    registered_model: dict[str, Any],
+    trained_model: dict[str, Any],
+    registry: ModelRegistry,
+    frame: pd.DataFrame,
+) -> tuple[pd.Series, np.ndarray, np.ndarray | None, list[Any]]:
+    """The holdout's labels, the version's predictions and probabilities, and its classes:
+    as registered_model stored them when it scored the artifact, or, where they are missing
+    or belong to another training run (a record written before they were stored), from
+    loading the version and running it over the holdout rebuilt from `frame`."""
+    from mlops_assets.resources.io import read_frame
+    from mlops_assets.training.evaluate import from_holdout_table
 
+    stored = registered_model.get("holdout_predictions")
+    if (
+        stored
+        and registered_model.get("run_id") == trained_model["run_id"]
+        and Path(stored).is_file()
+    ):
+        labels, predicted, proba = from_holdout_table(read_frame(Path(stored)))
+        return labels, predicted, proba, list(registered_model["classes"])
+    from mlops_assets.training.evaluate import predict_proba_and_score
+    from mlops_assets.training.sweep import holdout_for
+
+    split = holdout_for(trained_model, frame)
+    model = registry.load_model(int(registered_model["version"]))
+    predicted, _, proba = predict_proba_and_score(model, split.test_x, split.test_y)
+    return split.test_y, predicted, proba, list(model.classes_)
+
+
+def draw_plots(
+    classes: list[Any],
+    labels: pd.Series,
+    predicted: np.ndarray,
+    proba: np.ndarray | None,
+    folder: Path,
+) -> dict[str, Path]:
     from mlops_assets.reporting import confusion_matrix_png, roc_png
 
-    classes = list(model.classes_)
-    if hasattr(model, "predict_proba"):
-        proba = np.asarray(model.predict_proba(split.test_x), dtype=float)
-        predicted = np.asarray(classes)[proba.argmax(axis=1)]
-    else:
-        proba, predicted = None, np.asarray(model.predict(split.test_x))
     plots = {
         "confusion_matrix": confusion_matrix_png(
-            split.test_y, predicted, classes, folder / "confusion_matrix.png"
+            labels, predicted, classes, folder / "confusion_matrix.png"
         )
     }
     if proba is not None:
-        roc = roc_png(proba, split.test_y, folder / "roc.png", classes=classes)
+        roc = roc_png(proba, labels, folder / "roc.png", classes=classes)
         if roc is not None:
             plots["roc"] = roc
-    return plots, predicted
+    return plots
 
 
 @dg.asset(
@@ -65,16 +92,16 @@ def model_report(
 
     from mlops_assets.assets.model import trained_on
     from mlops_assets.reporting import model_report_html, per_class_report, summarize_data
-    from mlops_assets.training.sweep import holdout_for
 
     number = int(registered_model["version"])
     frame = trained_on(trained_model, validated_dataset)
-    split = holdout_for(trained_model, frame)
-    model = registry.load_model(number)
-    folder = Path(registry.reports_dir) / registry.model_name / f"v{number}"
+    truth, predicted, proba, classes = holdout_predictions(
+        registered_model, trained_model, registry, frame
+    )
+    folder = registry.version_dir(number)
     folder.mkdir(parents=True, exist_ok=True)
-    plots, predicted = draw_plots(model, split, folder)
-    labels = sorted(pd.unique(split.test_y))
+    plots = draw_plots(classes, truth, predicted, proba, folder)
+    labels = sorted(pd.unique(truth))
     html = model_report_html(
         model_name=registry.model_name,
         version=number,
@@ -89,7 +116,7 @@ def model_report(
             trained_model["features"],
             fingerprint=trained_model["dataset_fingerprint"],
         ),
-        per_class=per_class_report(split.test_y, predicted, labels),
+        per_class=per_class_report(truth, predicted, labels),
         images={name.replace("_", " ").title(): path for name, path in plots.items()},
         champion_version=registered_model["previous_champion"]
         if registered_model["champion"]

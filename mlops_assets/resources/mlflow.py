@@ -122,6 +122,10 @@ class ModelRegistry(dg.ConfigurableResource):
     mlflow_ui_url: str = "http://127.0.0.1:5000"
     reports_dir: str = ".mlops/reports"
 
+    def version_dir(self, version: int) -> Path:
+        """Where a version's report, plots and holdout predictions are written."""
+        return Path(self.reports_dir) / self.model_name / f"v{version}"
+
     def client(self) -> Any:
         from mlflow.tracking import MlflowClient
 

@@ -25,9 +25,17 @@ def score(model: Any, features: pd.DataFrame, labels: pd.Series) -> dict[str, fl
 def predict_and_score(
     model: Any, features: pd.DataFrame, labels: pd.Series
 ) -> tuple[np.ndarray, dict[str, float]]:
-    """The model's predictions and their metrics from one pass over the rows: a classifier
-    with probabilities predicts the most probable class (what `predict` does for the forest
-    and the boosted trees), so scoring a million rows does not run the model twice."""
+    predicted, result, _ = predict_proba_and_score(model, features, labels)
+    return predicted, result
+
+
+def predict_proba_and_score(
+    model: Any, features: pd.DataFrame, labels: pd.Series
+) -> tuple[np.ndarray, dict[str, float], np.ndarray | None]:
+    """The model's predictions, their metrics and the class probabilities (None for a model
+    without them) from one pass over the rows: a classifier with probabilities predicts the
+    most probable class (what `predict` does for the forest and the boosted trees), so scoring
+    a million rows does not run the model twice."""
     classes = np.asarray(getattr(model, "classes_", []))
     proba = None
     with threads_for(len(features)):
@@ -48,7 +56,7 @@ def predict_and_score(
             result["roc_auc"] = float(
                 roc_auc_score(labels, proba, multi_class="ovr", labels=list(classes))
             )
-    return predicted, result
+    return predicted, result, proba
 
 
 def baseline_score(
@@ -66,3 +74,29 @@ def frame_fingerprint(frame: pd.DataFrame, columns: list[str] | None = None) -> 
         selected = frame if columns is None else frame[columns]
         hashed = pd.util.hash_pandas_object(selected, index=True).to_numpy()
     return hashlib.sha256(np.ascontiguousarray(hashed).tobytes()).hexdigest()[:16]
+
+
+HOLDOUT_PREDICTIONS = "holdout_predictions.parquet"
+
+
+def holdout_table(
+    labels: pd.Series, predicted: np.ndarray, probabilities: np.ndarray | None
+) -> pd.DataFrame:
+    """One row per holdout row, in the holdout's order: the label, the prediction and (for a
+    model with probabilities) one `proba_i` column per class in the model's class order.
+    Probabilities are stored as float32: a plot's resolution, half the bytes at scale."""
+    table = pd.DataFrame({"label": np.asarray(labels), "predicted": np.asarray(predicted)})
+    if probabilities is not None:
+        for i in range(probabilities.shape[1]):
+            table[f"proba_{i}"] = probabilities[:, i].astype(np.float32)
+    return table
+
+
+def from_holdout_table(table: pd.DataFrame) -> tuple[pd.Series, np.ndarray, np.ndarray | None]:
+    """The labels, predictions and probabilities (None if the table has none) of
+    `holdout_table`."""
+    proba_columns = sorted(
+        (c for c in table.columns if str(c).startswith("proba_")), key=lambda c: int(c[6:])
+    )
+    probabilities = table[proba_columns].to_numpy(np.float64) if proba_columns else None
+    return table["label"], table["predicted"].to_numpy(), probabilities
