@@ -129,11 +129,14 @@ class GateConfig(dg.Config):
 TRAINED = dg.AssetKey("trained_model")
 
 
-def trained_on(trained_model: dict[str, Any], validated: StoredFrame) -> pd.DataFrame:
-    """The rows trained_model learned from: its files' stored partitions, its columns."""
+def trained_on(
+    trained_model: dict[str, Any], validated: StoredFrame, columns: list[str] | None = None
+) -> pd.DataFrame:
+    """The rows trained_model learned from: its files' stored partitions, its columns (or
+    only `columns` of them)."""
     files = trained_model.get("files")
     handle = validated.only(files) if files else validated
-    return handle.load([*trained_model["features"], trained_model["target"]])
+    return handle.load(columns or [*trained_model["features"], trained_model["target"]])
 
 
 def _requirements() -> list[str]:

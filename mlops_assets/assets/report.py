@@ -21,27 +21,34 @@ def _image_markdown(name: str, path: Path) -> dg.MarkdownMetadataValue:
     return dg.MetadataValue.md(f"![{name}](data:image/png;base64,{encoded})")
 
 
-def holdout_predictions(
+def stored_predictions(
+    registered_model: dict[str, Any], trained_model: dict[str, Any]
+) -> tuple[pd.Series, np.ndarray, np.ndarray | None, list[Any]] | None:
+    """The holdout's labels, the version's predictions and probabilities, and its classes, as
+    registered_model stored them when it scored the artifact; None where they are missing or
+    belong to another training run (a record written before they were stored)."""
+    from mlops_assets.resources.io import read_frame
+    from mlops_assets.training.evaluate import from_holdout_table
+
+    stored = registered_model.get("holdout_predictions")
+    if not (
+        stored
+        and registered_model.get("run_id") == trained_model["run_id"]
+        and Path(stored).is_file()
+    ):
+        return None
+    labels, predicted, proba = from_holdout_table(read_frame(Path(stored)))
+    return labels, predicted, proba, list(registered_model["classes"])
+
+
+def predicted_again(
     registered_model: dict[str, Any],
     trained_model: dict[str, Any],
     registry: ModelRegistry,
     frame: pd.DataFrame,
 ) -> tuple[pd.Series, np.ndarray, np.ndarray | None, list[Any]]:
-    """The holdout's labels, the version's predictions and probabilities, and its classes:
-    as registered_model stored them when it scored the artifact, or, where they are missing
-    or belong to another training run (a record written before they were stored), from
-    loading the version and running it over the holdout rebuilt from `frame`."""
-    from mlops_assets.resources.io import read_frame
-    from mlops_assets.training.evaluate import from_holdout_table
-
-    stored = registered_model.get("holdout_predictions")
-    if (
-        stored
-        and registered_model.get("run_id") == trained_model["run_id"]
-        and Path(stored).is_file()
-    ):
-        labels, predicted, proba = from_holdout_table(read_frame(Path(stored)))
-        return labels, predicted, proba, list(registered_model["classes"])
+    """What `stored_predictions` returns, from loading the version and running it over the
+    holdout rebuilt from `frame`."""
     from mlops_assets.training.evaluate import predict_proba_and_score
     from mlops_assets.training.sweep import holdout_for
 
@@ -94,10 +101,14 @@ def model_report(
     from mlops_assets.reporting import model_report_html, per_class_report, summarize_data
 
     number = int(registered_model["version"])
-    frame = trained_on(trained_model, validated_dataset)
-    truth, predicted, proba, classes = holdout_predictions(
-        registered_model, trained_model, registry, frame
-    )
+    held = stored_predictions(registered_model, trained_model)
+    if held is None:
+        frame = trained_on(trained_model, validated_dataset)
+        held = predicted_again(registered_model, trained_model, registry, frame)
+    else:
+        # The data summary counts rows and classes: the label column is all it reads.
+        frame = trained_on(trained_model, validated_dataset, [trained_model["target"]])
+    truth, predicted, proba, classes = held
     folder = registry.version_dir(number)
     folder.mkdir(parents=True, exist_ok=True)
     plots = draw_plots(classes, truth, predicted, proba, folder)
