@@ -21,12 +21,17 @@ def _image_markdown(name: str, path: Path) -> dg.MarkdownMetadataValue:
     return dg.MetadataValue.md(f"![{name}](data:image/png;base64,{encoded})")
 
 
+# The holdout's labels, the version's predictions and class probabilities (None without
+# predict_proba), and its classes in the probabilities' column order.
+HeldOut = tuple[pd.Series, np.ndarray, np.ndarray | None, list[Any]]
+
+
 def stored_predictions(
     registered_model: dict[str, Any], trained_model: dict[str, Any]
-) -> tuple[pd.Series, np.ndarray, np.ndarray | None, list[Any]] | None:
-    """The holdout's labels, the version's predictions and probabilities, and its classes, as
-    registered_model stored them when it scored the artifact; None where they are missing or
-    belong to another training run (a record written before they were stored)."""
+) -> HeldOut | None:
+    """The holdout as registered_model stored it when it scored the artifact; None where the
+    predictions are missing or belong to another training run (a record written before they
+    were stored)."""
     from mlops_assets.resources.io import read_frame
     from mlops_assets.training.evaluate import from_holdout_table
 
@@ -46,7 +51,7 @@ def predicted_again(
     trained_model: dict[str, Any],
     registry: ModelRegistry,
     frame: pd.DataFrame,
-) -> tuple[pd.Series, np.ndarray, np.ndarray | None, list[Any]]:
+) -> HeldOut:
     """What `stored_predictions` returns, from loading the version and running it over the
     holdout rebuilt from `frame`."""
     from mlops_assets.training.evaluate import predict_proba_and_score
