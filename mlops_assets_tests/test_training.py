@@ -280,6 +280,46 @@ def test_a_long_refit_reports_while_it_runs() -> None:
     assert len(lines) == count  # the heartbeat stops with the call
 
 
+def test_a_boosting_refit_reports_its_iterations_while_it_runs(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import re
+
+    from mlops_assets.training import sweep
+
+    monkeypatch.setattr(sweep, "HEARTBEAT_SECONDS", 0.05)
+    frame = _blobs(10_000)
+    features = [c for c in frame.columns if c != "y"]
+    candidates = grid(
+        "hist_gradient_boosting", learning_rate=[0.1], max_leaf_nodes=[31], max_iter=[300]
+    )
+    lines: list[str] = []
+    result = run_sweep(frame, features, "y", candidates, progress=lines.append)
+    refit = lines.index(next(line for line in lines if line.startswith("refitting the best")))
+    beats = lines[refit + 1 : -1]
+    assert lines[-1].startswith("refit done")
+    counts = [
+        int(found[1])
+        for found in map(
+            re.compile(
+                r"refitting on 8,000 rows: \d+ s, (\d+) of at most 300 boosting iterations"
+            ).match,
+            beats,
+        )
+        if found
+    ]
+    # The lines follow the fit as it goes, each from the estimator's own state.
+    assert len(counts) >= 2 and counts == sorted(counts) and counts[-1] > counts[0]
+    assert any(re.search(r"\(~[\d.]+ s each: at most ~\d+ s more\)", line) for line in beats)
+    assert all("stops after 10 without improvement" in line for line in beats if "boosting" in line)
+    # Read once the fit has ended, the same account holds for the whole fit.
+    watch = sweep.BoostingProgress()
+    watch.estimator = boosted = result.model.steps[-1][1]
+    best = int(np.argmax(boosted.validation_score_))
+    assert watch() == (
+        f"{boosted.n_iter_} of at most 300 boosting iterations; best validation score at "
+        f"iteration {best}, stops after 10 without improvement"
+    )
+
+
 def _openmp_threads() -> set[int]:
     from threadpoolctl import threadpool_info
 

@@ -203,6 +203,10 @@ def rung_sizes(rows: int, candidates: int, factor: int, min_rows: int, max_rows:
     return sorted({max(min(size, top), min(min_rows, top)) for size in sizes})
 
 
+# Seconds between the lines a long refit prints while it runs.
+HEARTBEAT_SECONDS = 15.0
+
+
 class _Clock:
     """Progress lines: milestones always, per-split lines at most every `every` seconds, so a
     long sweep never goes quiet and a short one does not flood the log."""
@@ -213,16 +217,32 @@ class _Clock:
         self.every = every
 
     @contextmanager
-    def heartbeat(self, doing: str, expected: float, every: float = 15.0) -> Iterator[None]:
+    def heartbeat(
+        self,
+        doing: str,
+        expected: float,
+        every: float = HEARTBEAT_SECONDS,
+        watch: "BoostingProgress | None" = None,
+    ) -> Iterator[None]:
         """A line every `every` seconds while one long call (a refit) runs, so it never goes
-        quiet: the call itself cannot report."""
+        quiet: the call itself cannot report. With a `watch`, the line says how far the fit
+        has got (looked at every second, so its pace is measured between looks)."""
         done = threading.Event()
         started = time.monotonic()
 
         def beat() -> None:
-            while not done.wait(every):
-                spent = time.monotonic() - started
-                hint = f" (at most ~{expected:.0f} s expected)" if expected > spent else ""
+            due = started + every
+            while not done.wait(min(every, 1.0)):
+                state = watch() if watch is not None else None
+                now = time.monotonic()
+                if now < due:
+                    continue
+                due += every
+                spent = now - started
+                if state:
+                    hint = f", {state}"
+                else:
+                    hint = f" (at most ~{expected:.0f} s expected)" if expected > spent else ""
                 self.say(f"{doing}: {spent:.0f} s{hint}")
 
         thread = threading.Thread(target=beat, name="sweep-heartbeat", daemon=True)
@@ -238,6 +258,40 @@ class _Clock:
         if milestone or now - self.last >= self.every:
             self.last = now
             self.progress(f"{message} [{now - self.started:.0f} s elapsed]")
+
+
+class BoostingProgress:
+    """How far a boosting fit has got, read from the heartbeat's thread while it runs.
+    scikit-learn has no callback, but HistGradientBoosting appends each iteration's validation
+    score to `validation_score_` as it goes (its early stopping reads them), so the iterations
+    done, the pace and the best iteration so far can be read off the estimator."""
+
+    def __init__(self) -> None:
+        self.estimator: Any = None
+        self._first: tuple[float, int] | None = None  # (when, iterations) at the first look
+
+    def __call__(self) -> str | None:
+        found = getattr(self.estimator, "validation_score_", None)
+        # A list while the fit runs, an array once it has ended.
+        scores = [] if found is None else list(found)
+        # The first score is the baseline's, before any iteration.
+        iterations = len(scores) - 1
+        if iterations < 1:
+            return None
+        now = time.monotonic()
+        if self._first is None:
+            self._first = (now, iterations)
+        since, first = self._first
+        limit = int(self.estimator.max_iter)
+        state = f"{iterations} of at most {limit} boosting iterations"
+        if iterations > first:
+            pace = (now - since) / (iterations - first)
+            state += f" (~{pace:.2g} s each: at most ~{pace * (limit - iterations):.0f} s more)"
+        best = int(np.argmax(scores))
+        return (
+            f"{state}; best validation score at iteration {best}, stops after "
+            f"{self.estimator.n_iter_no_change} without improvement"
+        )
 
 
 def _validation_splits(
@@ -352,6 +406,7 @@ def _refit(
     n_classes: int,
     keep: bool,
     threads: int | None,
+    watch: BoostingProgress | None = None,
 ) -> Any:
     """The winner fitted on every training row. Boosting stops early on a tenth of them: that
     tenth is taken here and handed over as X_val, because the model would otherwise copy all
@@ -361,6 +416,8 @@ def _refit(
         fit_x, seed=seed, family=best.family, params=best.params, n_classes=n_classes
     )
     step = model.steps[-1][1]
+    if watch is not None:
+        watch.estimator = step
     if len(model.steps) > 1 or getattr(step, "early_stopping", False) is not True:
         if not keep:
             split.let_go()
@@ -465,8 +522,13 @@ def run_sweep(
     clock.say(f"refitting the best, {best.label}, on all {rows:,} training rows{cores}{estimate}")
     started = time.monotonic()
     with beside_refit(threads == 1):
-        with clock.heartbeat(f"refitting on {rows:,} rows", expected):
-            model = _refit(split, train_y, best, seed, n_classes, keep_training_rows, threads)
+        watch = BoostingProgress()
+        with clock.heartbeat(
+            f"refitting on {rows:,} rows", expected, every=HEARTBEAT_SECONDS, watch=watch
+        ):
+            model = _refit(
+                split, train_y, best, seed, n_classes, keep_training_rows, threads, watch
+            )
         # Timed before leaving: what runs beside the refit may outlast it, and is not its cost.
         refit_seconds = time.monotonic() - started
     holdout = score(model, split.test_x, split.test_y)
