@@ -187,11 +187,12 @@ def test_worse_challenger_is_registered_but_not_champion(
     assert project.materialize().success
     noisy = demo_frame.copy()
     rng = np.random.default_rng(0)
-    flip = rng.random(len(noisy)) < 0.2
+    flip = rng.random(len(noisy)) < 0.1
     noisy.loc[flip, "target"] = 1 - noisy.loc[flip, "target"]
     project.land("noisy.csv", noisy)
 
-    # Three trees learn the flipped labels by heart: worse on the holdout than the champion.
+    # Three trees learn the flipped labels by heart: worse on the holdout than the champion,
+    # still above the gate's floor (at a fifth of the labels flipped they fell below it).
     one_tree = {
         "ops": {
             "trained_model": {
@@ -408,7 +409,8 @@ def test_the_report_draws_on_the_holdout_predictions_registered_model_stored(
     record = json.loads(project.stored("registered_model").read_text())
     stored = Path(record["holdout_predictions"])
     table = read_frame(stored)
-    assert len(table) == 114  # a fifth of the demo's 569 rows
+    holdout_rows = json.loads(project.stored("trained_model").read_text())["holdout_rows"]
+    assert len(table) == holdout_rows and 90 < holdout_rows < 140  # about a fifth of 569
     assert record["classes"] == [0, 1]
     assert np.allclose(table["proba_0"] + table["proba_1"], 1.0, atol=1e-6)
     assert (table["predicted"] == (table["proba_1"] > table["proba_0"]).astype(int)).all()

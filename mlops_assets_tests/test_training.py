@@ -1,5 +1,6 @@
 """Training without Dagster: the split, the sweep, the metrics."""
 
+import math
 import os
 import re
 import time
@@ -31,9 +32,62 @@ def test_holdout_is_stratified_and_deterministic(demo: pd.DataFrame) -> None:
     second = split_holdout(demo, _features(demo), "target", 0.2, 42)
     other = split_holdout(demo, _features(demo), "target", 0.2, 7)
     assert first.holdout_fingerprint == second.holdout_fingerprint != other.holdout_fingerprint
-    assert len(first.test_x) == 114
+    # A fifth of 569 rows, and the classes' mix, in expectation: each row draws its side
+    # (within three standard errors: 0.14 of the class share on 114 rows).
+    assert 90 < len(first.test_x) < 140
     share = first.test_y.mean()
-    assert abs(share - demo["target"].mean()) < 0.01
+    assert abs(share - demo["target"].mean()) < 0.14
+    assert sorted([*first.train_positions, *first.test_x.index]) == list(range(len(demo)))
+
+
+def _landed(name: str, rows: int, seed: int) -> pd.DataFrame:
+    """A landed file's validated rows: features, label, and the lineage raw_dataset adds."""
+    from mlops_assets.sources import SOURCE_FILE, SOURCE_ROW
+
+    frame = _blobs(rows, seed)
+    frame[SOURCE_FILE] = pd.Categorical([name] * rows)
+    frame[SOURCE_ROW] = np.arange(2, rows + 2)
+    return frame
+
+
+def test_a_row_keeps_its_side_of_the_holdout_when_files_are_added() -> None:
+    """The champion's training rows are never in a later version's holdout: otherwise the gate
+    scores the champion on rows it learned, and it wins on them."""
+    from mlops_assets.sources import SOURCE_FILE, SOURCE_ROW
+
+    first = _landed("a.csv", 4000, seed=1)
+    joined = pd.concat([_landed("b.csv", 3000, seed=2), first], ignore_index=True)
+    features = [c for c in first.columns if c.startswith("f") or c == "kind"]
+
+    def sides(frame: pd.DataFrame) -> tuple[set[tuple[str, int]], set[tuple[str, int]]]:
+        split = split_holdout(frame, features, "y", 0.2, 42)
+        keys = list(zip(frame[SOURCE_FILE].astype(str), frame[SOURCE_ROW], strict=True))
+        test = {keys[i] for i in frame.index.get_indexer(split.test_x.index)}
+        train = {keys[i] for i in split.train_positions}
+        assert not train & test and len(train) + len(test) == len(frame)
+        return train, test
+
+    champion_train, champion_test = sides(first)
+    challenger_train, challenger_test = sides(joined)
+    assert not champion_train & challenger_test
+    assert champion_train <= challenger_train
+    # The first file's rows are on the same side in both, whatever order the files come in.
+    assert {k for k in challenger_test if k[0] == "a.csv"} == champion_test
+    # Every class on both sides, a fifth of each held out (within three standard errors).
+    for frame in (first, joined):
+        split = split_holdout(frame, features, "y", 0.2, 42)
+        held = split.test_y.value_counts() / frame["y"].value_counts()
+        assert set(held.index) == set(split.train_y) == {0, 1, 2}
+        assert (abs(held - 0.2) < 3 * np.sqrt(0.2 * 0.8 / frame["y"].value_counts())).all()
+
+
+def test_a_class_of_two_rows_has_one_on_each_side() -> None:
+    from mlops_assets.training.holdout import held_out
+
+    labels = pd.Series(["a"] * 50 + ["rare"] * 2)
+    for draws in (np.full(52, 0.9), np.full(52, 0.1)):
+        mask = held_out(draws.copy(), labels, 0.2)
+        assert mask[50:].sum() == 1
 
 
 def test_sweep_picks_by_cross_validation_and_beats_the_baseline(demo: pd.DataFrame) -> None:
@@ -181,7 +235,7 @@ def test_large_data_races_candidates_on_samples_then_refits_the_winner_on_all_ro
         beside_refit=beside_refit,
     )
     train_rows = len(result.split.train_y)
-    assert train_rows == 4800
+    assert abs(train_rows - 4800) < 100  # four fifths of 6,000, each row drawing its side
     # Work for another thread (the later steps' imports) runs beside the refit only, never
     # beside the race's short fits.
     opened = lines.index("<beside>")
@@ -211,7 +265,7 @@ def test_large_data_races_candidates_on_samples_then_refits_the_winner_on_all_ro
         assert fitted._bin_mapper.n_bins_non_missing_.max() > 200
     assert result.holdout_metrics["f1_macro"] > 0.8
     # Progress: the plan, each rung, the refit with an estimate; each line with elapsed time.
-    assert lines[0].startswith("6 candidates on 4,800 training rows: successive halving")
+    assert lines[0].startswith(f"6 candidates on {train_rows:,} training rows: successive halving")
     assert any(line.startswith("rung 2/2: 2 candidates on 2,400 rows") for line in lines)
     assert any(line.startswith("refitting the best") for line in lines)
     assert all(line.endswith("s elapsed]") for line in lines)
@@ -300,7 +354,7 @@ def test_a_boosting_refit_reports_its_iterations_while_it_runs(monkeypatch) -> N
         int(found[1])
         for found in map(
             re.compile(
-                r"refitting on 8,000 rows: \d+ s, (\d+) of at most 300 boosting iterations"
+                r"refitting on [\d,]+ rows: \d+ s, (\d+) of at most 300 boosting iterations"
             ).match,
             beats,
         )
@@ -371,7 +425,7 @@ def test_boosting_fits_below_its_threshold_run_openmp_on_one_thread_a_longer_one
     candidates = grid("hist_gradient_boosting", learning_rate=[0.1, 0.3], max_leaf_nodes=[7, 15])
     lines: list[str] = []
     with threadpool_limits(limits=2, user_api="openmp"):
-        run_sweep(
+        result = run_sweep(
             frame,
             [c for c in frame.columns if c != "y"],
             "y",
@@ -384,13 +438,15 @@ def test_boosting_fits_below_its_threshold_run_openmp_on_one_thread_a_longer_one
         assert _openmp_threads() == {2}
     race = [threads for rows, threads in seen if rows < 3000]
     refit = [threads for rows, threads in seen if rows >= 3000]
-    # Rungs of 1,200 and 2,400 rows (two thirds fitted), then the refit on 4,320 of 4,800
-    # (a tenth held out to stop on).
-    assert [rows for rows, _ in seen] == [800] * 4 + [1600] * 2 + [4320]
+    # Rungs of 1,200 and 2,400 rows (two thirds fitted), then the refit on all training rows
+    # (about 4,800) but the tenth held out to stop on.
+    train_rows = len(result.split.train_y)
+    stop_rows = math.ceil(train_rows / 10)
+    assert [rows for rows, _ in seen] == [800] * 4 + [1600] * 2 + [train_rows - stop_rows]
     assert race and all(threads == {1} for threads in race)
     assert refit == [{refit_threads}]
     [refitting] = [line for line in lines if line.startswith("refitting the best")]
-    assert re.search(rf"on all 4,800 training rows{said} [(\[]", refitting), refitting
+    assert re.search(rf"on all {train_rows:,} training rows{said} [(\[]", refitting), refitting
 
 
 @pytest.mark.skipif(

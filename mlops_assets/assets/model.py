@@ -17,7 +17,7 @@ from mlops_assets.resources.dataset import DatasetSource
 from mlops_assets.resources.gate import GatePolicy
 from mlops_assets.resources.io import StoredFrame, write_frame
 from mlops_assets.resources.mlflow import ModelRegistry, dagster_mlflow_run
-from mlops_assets.sources import SOURCE_FILE
+from mlops_assets.sources import LINEAGE_COLUMNS
 
 TRAINING_SAMPLE = "training_sample.parquet"
 FILES_ARTIFACT = "data/files.json"
@@ -132,11 +132,13 @@ TRAINED = dg.AssetKey("trained_model")
 def trained_on(
     trained_model: dict[str, Any], validated: StoredFrame, columns: list[str] | None = None
 ) -> pd.DataFrame:
-    """The rows trained_model learned from: its files' stored partitions, its columns (or
-    only `columns` of them)."""
+    """The rows trained_model learned from: its files' stored partitions, its columns and
+    each row's file and line, which fix its holdout (or only `columns`)."""
     files = trained_model.get("files")
     handle = validated.only(files) if files else validated
-    return handle.load(columns or [*trained_model["features"], trained_model["target"]])
+    return handle.load(
+        columns or [*trained_model["features"], trained_model["target"], *LINEAGE_COLUMNS]
+    )
 
 
 def _requirements() -> list[str]:
@@ -180,15 +182,17 @@ def trained_model(
     context.log.info(f"training on {len(files)} landed file(s) that passed validation")
     # Only the columns the model uses; the frame itself is let go of once split, so the refit
     # never holds it beside its own copy of the rows.
-    frame = validated_dataset.load([*features, schema.target, SOURCE_FILE])
+    frame = validated_dataset.load([*features, schema.target, *LINEAGE_COLUMNS])
     _check_training_set(frame, schema, config.training_set)
-    del frame[SOURCE_FILE]
+    # Each row's file and line fix its side of the holdout; the split keeps only positions.
+    split = split_holdout(frame, features, schema.target, config.test_size, config.seed)
+    for column in LINEAGE_COLUMNS:
+        del frame[column]
     rows = len(frame)
     if rows >= 1_000_000:
         context.log.info(f"fingerprinting {rows:,} rows")
     data_fingerprint = frame_fingerprint(frame)
     sample = _training_sample(frame, config.seed)
-    split = split_holdout(frame, features, schema.target, config.test_size, config.seed)
     del frame
     candidates = config.candidates()
     # What the steps after the sweep import is imported beside the refit of a race's winner
@@ -301,6 +305,7 @@ def trained_model(
         "test_size": config.test_size,
         "seed": config.seed,
         "holdout_fingerprint": result.split.holdout_fingerprint,
+        "holdout_rows": len(result.split.test_y),
         "dataset_fingerprint": data_fingerprint,
         "files": files,
     }
@@ -315,6 +320,7 @@ def trained_model(
             "candidates": markdown_table(pd.DataFrame(record["candidates"])),
             "model_artifact_mb": round(artifact_bytes / 1e6, 3),
             "rows": rows,
+            "holdout_rows": record["holdout_rows"],
             "mlflow_run_id": run_id,
             "mlflow_run": dg.MetadataValue.url(registry.run_url(experiment_id, run_id)),
             "model_uri": info.model_uri,

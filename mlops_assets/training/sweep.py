@@ -24,6 +24,7 @@ from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit, tra
 
 from mlops_assets.training.cores import OtherLoad
 from mlops_assets.training.evaluate import METRICS, baseline_score, frame_fingerprint, score
+from mlops_assets.training.holdout import holdout_positions
 from mlops_assets.training.pipeline import (
     RANDOM_FOREST,
     Cores,
@@ -145,29 +146,22 @@ def grid(family: str, **values: Sequence[Any]) -> list[Candidate]:
     return [Candidate(family, dict(zip(names, combo, strict=True))) for combo in combos]
 
 
-def _positions(labels: pd.Series, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(training, holdout) row positions. Splitting positions, not the frame, picks exactly
-    the rows, in the order, that train_test_split(frame, ...) would, without copying it."""
-    train, test = train_test_split(
-        np.arange(len(labels)), test_size=test_size, random_state=seed, stratify=labels
-    )
-    return np.asarray(train), np.asarray(test)
-
-
 def split_holdout(
     frame: pd.DataFrame, features: list[str], target: str, test_size: float, seed: int
 ) -> Split:
-    """Deterministic for a given frame and seed: the gate recomputes the same holdout."""
+    """Deterministic for a given frame and seed: the gate recomputes the same holdout. Each
+    row's side is fixed by its file and line (see `holdout`), so rows keep it when files are
+    added."""
     labels = frame[target]
-    train, test = _positions(labels, test_size, seed)
+    train, test = holdout_positions(frame, labels, test_size, seed)
     return Split(_columns(frame, features), labels, train, test)
 
 
 def holdout_for(record: dict[str, Any], frame: pd.DataFrame) -> Split:
-    """The holdout a trained_model record was scored on, rebuilt from the same frame; the
-    gate and the report never ask for its training rows."""
+    """The holdout a trained_model record was scored on, rebuilt from the same frame (with its
+    lineage columns); the gate and the report never ask for its training rows."""
     labels = frame[record["target"]]
-    _, test = _positions(labels, record["test_size"], record["seed"])
+    _, test = holdout_positions(frame, labels, record["test_size"], record["seed"])
     return Split(_columns(frame, record["features"]), labels, np.empty(0, dtype=np.intp), test)
 
 
