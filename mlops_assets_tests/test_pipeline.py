@@ -409,6 +409,8 @@ def test_the_report_draws_on_the_holdout_predictions_registered_model_stored(
     record = json.loads(project.stored("registered_model").read_text())
     stored = Path(record["holdout_predictions"])
     table = read_frame(stored)
+    # The drift sample is in MLflow with the run; its staging copy did not stay behind.
+    assert not list(project.settings.reports_dir.rglob("training_sample.parquet"))
     holdout_rows = json.loads(project.stored("trained_model").read_text())["holdout_rows"]
     assert len(table) == holdout_rows and 90 < holdout_rows < 140  # about a fifth of 569
     assert record["classes"] == [0, 1]

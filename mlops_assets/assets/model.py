@@ -1,6 +1,7 @@
 """trained_model -> registered_model, tracked in MLflow."""
 
 import platform
+import tempfile
 from collections.abc import Iterator
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -259,7 +260,7 @@ def trained_model(
         )
         # Which files (partitions) and which bytes of each the model learned from.
         mlflow.log_dict(files, FILES_ARTIFACT)
-        _log_training_sample(Path(registry.reports_dir) / "runs" / run.info.run_id, sample)
+        _log_training_sample(Path(registry.reports_dir), sample)
         example = result.split.example
         # Integer features are declared as doubles: the pipeline imputes missing values, and an
         # int column in the signature would reject the NaN that pandas uses for them.
@@ -359,12 +360,16 @@ def _training_sample(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
 
 
 def _log_training_sample(folder: Path, sample: pd.DataFrame) -> None:
+    """Logged with the run, where drift reads it from; the file written for that, in a
+    temporary folder under `folder`, is removed once logged (a copy used to stay behind per
+    run: 15 MB at 100,000 rows and more)."""
     import mlflow
 
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / TRAINING_SAMPLE
-    sample.to_parquet(path, index=False)
-    mlflow.log_artifact(str(path), "data")
+    with tempfile.TemporaryDirectory(dir=folder) as staging:
+        path = Path(staging) / TRAINING_SAMPLE
+        sample.to_parquet(path, index=False)
+        mlflow.log_artifact(str(path), "data")
 
 
 @dg.asset(
