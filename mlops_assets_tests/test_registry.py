@@ -181,3 +181,23 @@ def test_a_crash_before_the_alias_moves_leaves_the_champion_alone(
     champion = registry.version_for_alias(CHAMPION)
     assert champion is not None
     assert int(champion.version) == (3 if again.decision.promote else 1)
+
+
+def test_a_version_loads_from_its_own_registry_whatever_the_process_default(
+    project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ModelRegistry names its registry when it downloads a models:/ URI: MLflow otherwise
+    resolves it against the process's default registry (./mlflow.db where the caller stands)."""
+    import mlflow.tracking._model_registry.utils as registry_utils
+    import mlflow.tracking._tracking_service.utils as tracking_utils
+
+    assert project.materialize().success
+    logged = json.loads(project.stored("trained_model").read_text())["model_uri"]
+    elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    monkeypatch.setattr(registry_utils, "_registry_uri", elsewhere)
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", elsewhere)
+    monkeypatch.chdir(tmp_path)
+    registry = project.registry()
+    # A registered version (models:/<name>/<version>) and a logged model (models:/<model id>).
+    assert list(registry.load_model(1).classes_) == [0, 1]
+    assert list(registry.load_model_uri(logged).classes_) == [0, 1]

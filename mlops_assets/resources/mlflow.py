@@ -261,7 +261,11 @@ class ModelRegistry(dg.ConfigurableResource):
 
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(
-                download_artifacts(artifact_uri=uri, dst_path=tmp, tracking_uri=self.tracking_uri)
+                download_artifacts(
+                    artifact_uri=self._storage_uri(uri),
+                    dst_path=tmp,
+                    tracking_uri=self.tracking_uri,
+                )
             )
             spec = yaml.safe_load((local / "MLmodel").read_text())
             flavor = spec.get("flavors", {}).get("sklearn", {})
@@ -271,6 +275,20 @@ class ModelRegistry(dg.ConfigurableResource):
                     f"({flavor.get('serialization_format')!r}); refusing to unpickle it"
                 )
             return skops.io.load(local / flavor["pickled_model"], trusted=SKOPS_TRUSTED_TYPES)
+
+    def _storage_uri(self, uri: str) -> str:
+        """Where a models:/ URI's files are, looked up in this registry. MLflow resolves such a
+        URI through the process's default registry whatever registry it is given (a TODO in
+        its models_artifact_repo): in a plain Python process, ./mlflow.db where it stands."""
+        from mlflow.store.artifact.utils.models import get_model_name_and_version, is_models_uri
+
+        if not is_models_uri(uri):
+            return uri
+        client = self.client()
+        found = get_model_name_and_version(client, uri)
+        if len(found) == 1:  # models:/<model_id>, a logged model
+            return str(client.get_logged_model(found[0]).artifact_location)
+        return str(client.get_model_version_download_uri(*found))
 
     def model_artifact_bytes(self, model_id: str) -> int:
         """Bytes of a logged model's files: what every registered version of it stores."""
