@@ -46,7 +46,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
     print(summary.render(), file=sys.stdout if summary.success else sys.stderr)
-    return 0 if summary.success else 1
+    return summary.exit_code
 
 
 def _dev(args: argparse.Namespace, settings: Settings) -> int:
@@ -117,7 +117,7 @@ def _revalidate(args: argparse.Namespace, settings: Settings) -> int:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     summary = run_pipeline(settings, log_level=args.log_level, revalidate=True)
     print(summary.render(), file=sys.stdout if summary.success else sys.stderr)
-    return 0 if summary.success else 1
+    return summary.exit_code
 
 
 def _trigger(args: argparse.Namespace, settings: Settings) -> int:

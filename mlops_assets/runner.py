@@ -34,6 +34,8 @@ class FileOutcome:
 
 # Files listed one by one in the summary; beyond, the failed ones and a count.
 LISTED_FILES = 20
+# `mlops-assets run`'s exit code when it registered a model but some landed files failed.
+PARTIAL_EXIT_CODE = 3
 
 
 @dataclass
@@ -58,6 +60,15 @@ class RunSummary:
     @property
     def failed_files(self) -> list[FileOutcome]:
         return [f for f in self.files if not f.success]
+
+    @property
+    def exit_code(self) -> int:
+        """0: everything passed; 1: the run failed, nothing new was trained or registered;
+        3: a model was trained and registered from the files that passed, but some landed
+        files failed, so a script (CI) sees them without reading the summary."""
+        if not self.success:
+            return 1
+        return PARTIAL_EXIT_CODE if self.failed_files else 0
 
     def _file_lines(self) -> list[str]:
         if len(self.files) <= 1:
@@ -99,9 +110,15 @@ class RunSummary:
             if self.failed_files
             else []
         )
+        failed = len(self.failed_files)
+        outcome = (
+            f"succeeded, but {failed} of {len(self.files)} landed files failed"
+            if failed
+            else "succeeded"
+        )
         return "\n".join(
             [
-                f"mlops-assets: run {self.run_id} succeeded",
+                f"mlops-assets: run {self.run_id} {outcome}",
                 f"  rows read {self.rows_read}, validated {self.rows_validated}, "
                 f"quarantined {self.rows_quarantined}",
                 *quarantined,

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from mlops_assets.cli import main
+from mlops_assets.runner import PARTIAL_EXIT_CODE
 from mlops_assets.sources import DEMO_SOURCE
 
 
@@ -123,8 +124,10 @@ def test_run_lists_each_file_and_status_shows_the_one_that_failed(
     frame = load_breast_cancer(as_frame=True).frame
     frame.iloc[:300].to_csv(landing / "a.csv", index=False)
     frame.iloc[300:].drop(columns=["worst area"]).to_csv(landing / "b.csv", index=False)
-    assert main(["run"]) == 0
+    # A model was registered from a.csv, but a script running this sees that b.csv failed.
+    assert main(["run"]) == PARTIAL_EXIT_CODE
     out = capsys.readouterr().out
+    assert "succeeded, but 1 of 2 landed files failed" in out
     assert "files: 1 passed, 1 failed" in out
     assert "a.csv: 300 rows, validated 300, quarantined 0" in out
     assert "b.csv: FAILED: validation:" in out
