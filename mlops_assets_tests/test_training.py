@@ -490,3 +490,25 @@ def test_a_core_is_free_only_when_the_rest_of_the_machine_left_it_nearly_idle() 
     assert free_cores(1.0, 2) == 1
     assert free_cores(3.0, 2) == 1
     assert free_cores(2.1, 8) == 6
+
+
+def test_a_tie_on_the_sample_goes_to_the_best_score_when_the_refit_sees_far_more_rows() -> None:
+    from mlops_assets.training.sweep import Candidate, choose
+
+    def finalist(leaves: int, score: float, nodes: int) -> Candidate:
+        return Candidate(
+            "hist_gradient_boosting",
+            {"max_leaf_nodes": leaves},
+            cv_score=score,
+            validation_rows=6_667,
+            nodes=nodes,
+            rung=2,
+        )
+
+    # 0.0027 apart on 6,667 validation rows: within one standard error (0.0035).
+    small, large = finalist(31, 0.9067, 15_006), finalist(255, 0.9094, 40_293)
+    assert choose([large, small]) is small  # refit on the rows compared on: the smaller
+    assert choose([large, small], beyond_sample=True) is large
+    # Beyond noise, the best wins either way.
+    clearly = finalist(255, 0.9200, 40_293)
+    assert choose([clearly, small]) is clearly

@@ -66,7 +66,8 @@ class TrainingConfig(dg.Config):
     families: list[str] = Field(
         default=["random_forest", "hist_gradient_boosting"],
         description="Model families to compare, each with its grid below; the best by "
-        "`metric` wins, the cheapest of those within noise of it.",
+        "`metric` wins, the cheapest of those within noise of it when the winner is refit on "
+        "the rows it was compared on.",
     )
     random_forest: RandomForestGrid = Field(default_factory=RandomForestGrid)
     hist_gradient_boosting: HistGradientBoostingGrid = Field(

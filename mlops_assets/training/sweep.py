@@ -197,6 +197,8 @@ def rung_sizes(rows: int, candidates: int, factor: int, min_rows: int, max_rows:
     return sorted({max(min(size, top), min(min_rows, top)) for size in sizes})
 
 
+# From this many times the race's top rung, the refit's rows are "beyond the sample" (choose).
+BEYOND_SAMPLE = 2
 # Seconds between the lines a long refit prints while it runs.
 HEARTBEAT_SECONDS = 15.0
 
@@ -367,15 +369,22 @@ def _score_rung(
             candidate.validation_rows = sum(len(test) for _, test in splits)
 
 
-def choose(finalists: list[Candidate]) -> Candidate:
+def choose(finalists: list[Candidate], beyond_sample: bool = False) -> Candidate:
     """The smallest model whose score is within the noise of the best one's: one binomial
     standard error of the best score over the rows it was validated on. Smallest is counted
     (tree nodes of the fitted candidate), so the choice is the same on every run; a smaller
-    model is cheaper to refit, store and serve."""
+    model is cheaper to refit, store and serve.
+
+    `beyond_sample`: the winner is refit on several times the rows the finalists were compared
+    on. A tie on the sample is then not a tie on the data: capacity pays more with more rows
+    (on 20,000 rows the 255-leaf model led the 31-leaf one by 0.002-0.003, within noise, and on
+    800,000 it scored 0.948 against 0.925), so the best score wins."""
     scored = [c for c in finalists if c.cv_score == c.cv_score]
     if not scored:
         return min(finalists, key=_size)
     best = max(scored, key=lambda c: c.cv_score)
+    if beyond_sample:
+        return best
     p = min(max(best.cv_score, 0.0), 1.0)
     noise = math.sqrt(p * (1 - p) / max(best.validation_rows, 1))
     near = [c for c in scored if c.cv_score >= best.cv_score - noise]
@@ -503,7 +512,8 @@ def run_sweep(
         alive.sort(key=_rank, reverse=True)
         if rung < len(sizes):
             alive = alive[: max(1, math.ceil(len(alive) / factor))]
-    best = choose(alive)
+    # Refit on at least twice the rows the finalists were compared on (the race's top rung).
+    best = choose(alive, beyond_sample=halving and rows >= BEYOND_SAMPLE * sizes[-1])
     # Fit time grows about linearly with rows: extrapolate from the candidate's last rung.
     expected = best.fit_seconds_at_most(rows)
     estimate = f" (at most ~{expected:.0f} s, scaled up from the sample)" if expected >= 1 else ""
